@@ -11,9 +11,25 @@ export MUJOCO_GL ?= egl
 export SDL_VIDEODRIVER ?= dummy
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 
-.PHONY: setup demo test lint typecheck clean
+# Debian packages the simulators and drivers load at run time: EGL/GL for headless MuJoCo
+# rendering, libusb for pyrealsense2. Installed only when missing (and only as root).
+SYSTEM_PACKAGES := libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0 libusb-1.0-0
 
-$(STAMP): pyproject.toml
+.PHONY: setup system-deps demo test lint typecheck clean
+
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages: $$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else \
+	    echo "missing Debian packages (install them as root): $$missing" >&2; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml requirements/no-deps.txt
+	$(MAKE) system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	# torch first and pinned: these releases are the CPU-usable wheels on this machine's disk;

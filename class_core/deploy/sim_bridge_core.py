@@ -1,0 +1,196 @@
+"""ROS-free core of ``sim_bridge_node``: a simulated task behind the robot's topics.
+
+It publishes the task's observations on the topics of the topic table (``/class/obs/image``,
+``/class/robot/ee_pose`` ...), episode events on ``/class/episode/event``, and executes the
+action chunks it receives on ``/class/policy/action_chunk``, so a policy node cannot tell it
+from the robot.
+
+Two clocks:
+- ``lockstep`` (default): simulation time is the ROS time (the node publishes ``/clock`` and
+  both nodes run with ``use_sim_time``). The task steps only when the chunk holds the action
+  planned for the current stamp, so results do not depend on the policy's latency and equal a
+  direct rollout with ``select_action``.
+- ``realtime``: stamps are the wall clock; each tick executes the latest point due (holding the
+  last target when the chunk runs out), as a robot would.
+
+This module knows nothing of CLASS policies; it takes any ``sim_bridge`` task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from class_core import ros_msgs as rm
+from class_core.deploy.chunk_queue import ChunkQueue
+from class_core.deploy.policy_core import action_names_for
+from class_core.deploy.topics import (
+    ACTION_CHUNK_TOPIC,
+    CLOCK_TOPIC,
+    DEFAULT_OBS_SOURCES,
+    DIAGNOSTICS_TOPIC,
+    EVENT_TOPIC,
+    ObsSources,
+    build_messages,
+    parse_sources,
+)
+
+NS = rm.NS
+CLOCKS = ("lockstep", "realtime")
+
+
+@dataclass
+class SimBridgeConfig:
+    task: str = "pusht"
+    variant: str = ""  # empty = the task's default
+    seed: int = 0  # episode i uses seed + i
+    rate: float = 0.0  # Hz; 0 = the task's control_hz
+    clock: str = "lockstep"
+    n_episodes: int = 0  # 0 = run forever
+    start_time: float = 1.0  # s, simulation time of the first stamp (stamps must be > 0)
+    action_names: list[str] = field(default_factory=list)  # empty = action_names_for(action_dim)
+    obs_sources: dict[str, Any] = field(default_factory=dict)  # merged over DEFAULT_OBS_SOURCES
+    frame_id: str = "sim"
+
+    def validate(self) -> None:
+        if self.clock not in CLOCKS:
+            raise ValueError(f"sim bridge parameter 'clock' must be one of {CLOCKS}, got {self.clock!r}")
+        if self.seed < 0 or self.n_episodes < 0 or self.rate < 0 or self.start_time <= 0:
+            raise ValueError("sim bridge parameters seed, n_episodes, rate must be >= 0 and start_time > 0")
+
+
+@dataclass
+class EpisodeResult:
+    seed: int
+    success: bool
+    steps: int
+
+
+class SimBridgeCore:
+    def __init__(self, task: Any, factory: rm.MsgFactory, cfg: SimBridgeConfig):
+        cfg.validate()
+        self.task, self.f, self.cfg = task, factory, cfg
+        keys = [*task.image_keys, *task.proprio_keys]
+        self.sources: ObsSources = parse_sources({**DEFAULT_OBS_SOURCES, **cfg.obs_sources}, keys)
+        rate = cfg.rate or float(task.control_hz)
+        if rate <= 0:
+            raise ValueError(f"task {task.name!r} has no control_hz; set the 'rate' parameter")
+        self.dt = round(NS / rate)
+        self.action_names = action_names_for(int(task.action_dim), cfg.action_names)
+        self.queue = ChunkQueue()
+        self.results: list[EpisodeResult] = []
+        self.sim_time = round(cfg.start_time * NS)
+        self.stamp = 0  # stamp of the current observation
+        self.episode = -1
+        self.episode_start = 0
+        self.running = False
+        self.rejected_chunks = 0
+        self.last_error = ""
+
+    @property
+    def done(self) -> bool:
+        return self.cfg.n_episodes > 0 and len(self.results) >= self.cfg.n_episodes
+
+    def publications(self) -> dict[str, str]:
+        """topic -> message type the node must advertise."""
+        out = {s[0].topic: s[0].msgtype for s in self.sources.values()}
+        out.update(
+            {EVENT_TOPIC: "std_msgs/msg/String", DIAGNOSTICS_TOPIC: "diagnostic_msgs/msg/DiagnosticArray"}
+        )
+        if self.cfg.clock == "lockstep":
+            out[CLOCK_TOPIC] = "rosgraph_msgs/msg/Clock"
+        return out
+
+    def _now(self, now: int) -> int:
+        return self.sim_time if self.cfg.clock == "lockstep" else now
+
+    def _obs_messages(self, obs: dict[str, np.ndarray], stamp: int) -> list[tuple[str, Any]]:
+        self.stamp = stamp
+        out: list[tuple[str, Any]] = []
+        if self.cfg.clock == "lockstep":
+            out.append((CLOCK_TOPIC, rm.clock_msg(self.f, stamp)))
+        return out + build_messages(self.f, self.sources, obs, stamp, self.cfg.frame_id)
+
+    def start_episode(self, now: int = 0) -> list[tuple[str, Any]]:
+        """Reset the task with the next seed; publish ``start`` and the first observation."""
+        if self.done:
+            self.running = False
+            return []
+        self.episode += 1
+        self.queue.clear()
+        obs = self.task.reset(self.cfg.seed + self.episode)
+        stamp = self._now(now)
+        self.episode_start = stamp
+        self.running = True
+        # The clock first, so that the event and observations are not in the future.
+        msgs = self._obs_messages(obs, stamp)
+        clock = [m for m in msgs if m[0] == CLOCK_TOPIC]
+        rest = [m for m in msgs if m[0] != CLOCK_TOPIC]
+        return clock + [(EVENT_TOPIC, rm.string_msg(self.f, "start"))] + rest
+
+    def on_message(self, topic: str, msg: Any, now: int = 0) -> list[tuple[str, Any]]:
+        if topic != ACTION_CHUNK_TOPIC:
+            raise ValueError(f"sim bridge does not read topic {topic}")
+        try:
+            chunk = rm.joint_trajectory_to_chunk(msg, self.action_names)
+        except rm.MessageError as e:
+            self.rejected_chunks += 1
+            self.last_error = f"{ACTION_CHUNK_TOPIC}: {e}"
+            return []
+        if chunk.stamp < self.episode_start or not self.running:
+            self.rejected_chunks += 1  # planned from the previous episode
+            return []
+        self.queue.push(chunk)
+        return self.tick(now) if self.cfg.clock == "lockstep" else []
+
+    def tick(self, now: int = 0) -> list[tuple[str, Any]]:
+        """Timer callback: step once if an action is due; handle the episode's end."""
+        if not self.running:
+            return [] if self.done else self.start_episode(now)
+        if self.cfg.clock == "lockstep":
+            action = self.queue.action_at(self.stamp, self.dt // 2)
+            stamp = self.stamp + self.dt
+        else:
+            action = self.queue.latest_before(now + self.dt // 2)
+            self.queue.drop_before(now)
+            stamp = now
+        if action is None:
+            return []
+        # float64 as received: a float32 policy output survives the float64 message exactly
+        obs, success, info = self.task.step(action)
+        if self.cfg.clock == "lockstep":
+            self.sim_time = stamp
+        out = self._obs_messages(obs, stamp)
+        if success or info.get("truncated", False):
+            self.results.append(EpisodeResult(self.cfg.seed + self.episode, bool(success), int(info["step"])))
+            # the event before the final observation, so that no one plans from it
+            event = (EVENT_TOPIC, rm.string_msg(self.f, "success" if success else "stop"))
+            k = 1 if out and out[0][0] == CLOCK_TOPIC else 0
+            out.insert(k, event)
+            self.running = False
+            self.queue.clear()
+            if self.cfg.clock == "lockstep":
+                self.sim_time += self.dt  # a fresh stamp for the next episode's first observation
+        return out
+
+    def success_rate(self) -> float:
+        return float(np.mean([r.success for r in self.results])) if self.results else float("nan")
+
+    def diagnostics(self, now: int) -> Any:
+        n = len(self.results)
+        values = {
+            "task": self.task.name,
+            "variant": getattr(self.task, "variant", ""),
+            "clock": self.cfg.clock,
+            "episode": self.episode,
+            "episodes_done": n,
+            "successes": sum(r.success for r in self.results),
+            "success_rate": f"{self.success_rate():.3f}" if n else "nan",
+            "rejected_chunks": self.rejected_chunks,
+            "queued_points": len(self.queue),
+        }
+        level = "error" if self.last_error else "ok"
+        message = self.last_error or ("done" if self.done else "running")
+        return rm.diagnostic_array(self.f, max(self._now(now), 0), "class_sim_bridge", level, message, values)

@@ -1,0 +1,118 @@
+"""Run a CLASS policy on the robot or against the simulation bridge.
+
+  ros2 launch class_bringup policy.launch.py mode:=nonparametric model:=pusht_knn sim:=true
+  ros2 launch class_bringup policy.launch.py mode:=diffusion model:=two_stack_dp use_fake_hardware:=true
+
+Arguments are name:=value (ros2 launch rejects a bare mode=...).
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, LogInfo
+from launch.conditions import IfCondition, UnlessCondition
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+
+from launch import LaunchDescription
+
+SHARE = get_package_share_directory("class_bringup")
+
+
+def generate_launch_description():
+    sim = LaunchConfiguration("sim")
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "mode",
+                default_value="nonparametric",
+                choices=["nonparametric", "mlp", "diffusion"],
+                description="policy kind",
+            ),
+            DeclareLaunchArgument(
+                "model", default_value="", description="artifact name under models_dir, or a path"
+            ),
+            DeclareLaunchArgument(
+                "models_dir",
+                default_value=os.environ.get("CLASS_MODELS_DIR", "models"),
+                description="folder of exported policy artifacts",
+            ),
+            DeclareLaunchArgument("device", default_value="cpu", description="cpu | cuda"),
+            DeclareLaunchArgument(
+                "sim",
+                default_value="false",
+                choices=["true", "false"],
+                description="run against the simulation bridge instead of the robot",
+            ),
+            DeclareLaunchArgument(
+                "use_fake_hardware",
+                default_value="false",
+                choices=["true", "false"],
+                description="robot drivers without hardware (robot.launch.py)",
+            ),
+            DeclareLaunchArgument("task", default_value="pusht", description="simulation task (sim:=true)"),
+            DeclareLaunchArgument("variant", default_value="", description="simulation variant (sim:=true)"),
+            DeclareLaunchArgument("seed", default_value="0", description="first episode seed (sim:=true)"),
+            DeclareLaunchArgument(
+                "n_episodes", default_value="0", description="episodes to run, 0 = forever (sim:=true)"
+            ),
+            DeclareLaunchArgument(
+                "policy_config",
+                default_value=os.path.join(SHARE, "config", "ros", "policy.yaml"),
+                description="policy_node parameter file",
+            ),
+            DeclareLaunchArgument(
+                "sim_config",
+                default_value=os.path.join(SHARE, "config", "ros", "sim_bridge.yaml"),
+                description="sim_bridge_node parameter file",
+            ),
+            Node(
+                package="class_ros",
+                executable="policy_node",
+                name="class_policy",
+                output="screen",
+                parameters=[
+                    LaunchConfiguration("policy_config"),
+                    {
+                        "mode": LaunchConfiguration("mode"),
+                        "model": LaunchConfiguration("model"),
+                        "models_dir": LaunchConfiguration("models_dir"),
+                        "device": LaunchConfiguration("device"),
+                        "use_sim_time": sim,
+                    },
+                ],
+            ),
+            Node(
+                package="class_ros",
+                executable="sim_bridge_node",
+                name="class_sim_bridge",
+                output="screen",
+                condition=IfCondition(sim),
+                parameters=[
+                    LaunchConfiguration("sim_config"),
+                    {
+                        "task": LaunchConfiguration("task"),
+                        "variant": LaunchConfiguration("variant"),
+                        "seed": LaunchConfiguration("seed"),
+                        "n_episodes": LaunchConfiguration("n_episodes"),
+                    },
+                ],
+            ),
+            IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(PathJoinSubstitution([SHARE, "launch", "robot.launch.py"])),
+                launch_arguments={"use_fake_hardware": LaunchConfiguration("use_fake_hardware")}.items(),
+                condition=UnlessCondition(sim),
+            ),
+            LogInfo(
+                msg=[
+                    "class policy: mode=",
+                    LaunchConfiguration("mode"),
+                    " model=",
+                    LaunchConfiguration("model"),
+                    " sim=",
+                    sim,
+                ]
+            ),
+        ]
+    )

@@ -1,0 +1,1 @@
+"""Launch files and parameters of the CLASS stack (installed from the repository root)."""

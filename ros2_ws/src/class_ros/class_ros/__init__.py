@@ -1,0 +1,1 @@
+"""rclpy shells over class_core.deploy (every decision lives there, tested without ROS)."""

@@ -1,0 +1,49 @@
+"""Small helpers shared by the nodes: parameters in, messages out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+
+from class_ros.msg_factory import msg_class
+
+RELIABLE = QoSProfile(depth=10)
+# best effort subscribers accept reliable and best-effort publishers (a camera driver's choice),
+# but may drop messages: lock-step simulation needs RELIABLE.
+SENSOR = qos_profile_sensor_data
+
+
+def declare(node: Node, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Declare parameters with defaults (types follow the defaults) and return their values."""
+    out = {}
+    for name, default in defaults.items():
+        node.declare_parameter(name, default)
+        out[name] = node.get_parameter(name).value
+    return out
+
+
+def yaml_param(node: Node, name: str, text: str) -> dict[str, Any]:
+    """A mapping given as a YAML string parameter (ROS parameters cannot hold nested maps)."""
+    if not text:
+        return {}
+    value = yaml.safe_load(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"parameter {name!r} must be a YAML mapping, got {text!r}")
+    return value
+
+
+class Publishers:
+    """topic -> publisher, created on first use from the type table."""
+
+    def __init__(self, node: Node, types: dict[str, str], sensor_topics: set[str] = frozenset()):
+        self.pubs = {
+            t: node.create_publisher(msg_class(ty), t, SENSOR if t in sensor_topics else RELIABLE)
+            for t, ty in types.items()
+        }
+
+    def publish(self, out: list[tuple[str, Any]]) -> None:
+        for topic, msg in out:
+            self.pubs[topic].publish(msg)

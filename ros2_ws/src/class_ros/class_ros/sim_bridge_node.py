@@ -1,0 +1,109 @@
+"""sim_bridge_node: a sim_bridge task behind the robot's topics.
+
+A wiring diagram over class_core.deploy.SimBridgeCore. Parameters (config/ros/sim_bridge.yaml):
+  task, variant, seed (episode i uses seed + i), rate (Hz, 0 = the task's), clock
+  (lockstep: publishes /clock, run every node with use_sim_time:=true | realtime), n_episodes
+  (0 = forever; the node exits when done), obs_sources (YAML string), action_names.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import rclpy
+from rclpy.node import Node
+
+from class_core.deploy import SimBridgeConfig, SimBridgeCore
+from class_ros.common import RELIABLE, Publishers, declare, yaml_param
+from class_ros.msg_factory import msg_class, rclpy_factory
+
+DEFAULTS = {
+    "task": "pusht",
+    "variant": "",
+    "seed": 0,
+    "rate": 0.0,
+    "clock": "lockstep",
+    "n_episodes": 0,
+    "obs_sources": "",
+    "action_names": [""],
+    "diagnostics_period": 1.0,
+}
+
+
+class SimBridgeNode(Node):
+    def __init__(self) -> None:
+        # lock-step: this node is the clock, so it must not follow /clock itself
+        super().__init__("class_sim_bridge")
+        p = declare(self, DEFAULTS)
+        from sim_bridge.task import make_task
+
+        task = make_task(p["task"], p["variant"] or None)
+        cfg = SimBridgeConfig(
+            task=p["task"],
+            variant=p["variant"],
+            seed=int(p["seed"]),
+            rate=float(p["rate"]),
+            clock=p["clock"],
+            n_episodes=int(p["n_episodes"]),
+            action_names=[k for k in p["action_names"] if k],
+            obs_sources=yaml_param(self, "obs_sources", p["obs_sources"]),
+        )
+        self.core = SimBridgeCore(task, rclpy_factory(), cfg)
+        self.out = Publishers(self, self.core.publications())
+        self.create_subscription(
+            msg_class("trajectory_msgs/msg/JointTrajectory"),
+            "/class/policy/action_chunk",
+            self._on_chunk,
+            RELIABLE,
+        )
+        self.create_timer(self.core.dt / 1e9, self._tick)
+        self.create_timer(float(p["diagnostics_period"]), self._diag)
+        self.get_logger().info(
+            f"{task!r} at {1e9 / self.core.dt:.1f} Hz, clock={cfg.clock}, "
+            f"publishing {sorted(self.core.publications())}"
+        )
+
+    def _now(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _on_chunk(self, msg) -> None:
+        self.out.publish(self.core.on_message("/class/policy/action_chunk", msg, self._now()))
+
+    def _tick(self) -> None:
+        n = len(self.core.results)
+        self.out.publish(self.core.tick(self._now()))
+        if len(self.core.results) > n:
+            r = self.core.results[-1]
+            self.get_logger().info(
+                f"episode seed={r.seed}: {'success' if r.success else 'failure'} after "
+                f"{r.steps} steps; success rate {self.core.success_rate():.3f} over "
+                f"{len(self.core.results)}"
+            )
+        if self.core.done:
+            self.get_logger().info("all episodes done")
+            raise SystemExit(0)
+
+    def _diag(self) -> None:
+        self.out.publish([("/diagnostics", self.core.diagnostics(self._now()))])
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = SimBridgeNode()
+    except (ValueError, KeyError) as e:
+        print(f"sim_bridge_node: error: {e}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

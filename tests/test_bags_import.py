@@ -1,0 +1,249 @@
+"""rosbag2 -> episode store: multi-episode bags with realsense-ros and class topics, round trip."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rosbags", reason="rosbags (robot extra) reads and writes the test bags")
+
+from class_core import ros_msgs as rm  # noqa: E402
+from class_core.data.rosbag_import import (  # noqa: E402
+    BagError,
+    RosbagImportConfig,
+    import_bags,
+    scan_bag,
+    write_bag,
+)
+from class_core.data.store import EpisodeStore  # noqa: E402
+from class_core.geometry import matrix_to_quat, matrix_to_rot6d  # noqa: E402
+
+NS = 10**9
+T0 = 1_700_000_000 * NS  # a realistic wall-clock epoch
+RATES = {"image": 30, "ee": 100, "gripper": 50, "target": 50, "joy": 20}
+HEADER_LAG = 2_000_000  # log time = header stamp + 2 ms (recording latency)
+
+
+def _rotz(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+
+
+def ee(t: float) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([t, 2 * t, 0.5 - 0.1 * t]), _rotz(0.3 * t)
+
+
+def target(t: float) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([t + 0.01, 2 * t, 0.4]), _rotz(0.3 * t + 0.1)
+
+
+def frame_value(i: int) -> int:
+    return (7 * i) % 256
+
+
+def make_messages(f: rm.RosbagsFactory, duration: float, events=(), skip=None, drop_topic=None):
+    """Every topic sampled on its own exact grid; ``skip`` = (topic, t_from, t_to) leaves a hole."""
+    msgs = []
+
+    def add(topic, rate, build):
+        n = int(duration * rate)
+        for i in range(n + 1):
+            t_ns = i * NS // rate
+            t = t_ns / NS
+            if skip and skip[0] == topic and skip[1] <= t < skip[2]:
+                continue
+            if topic != drop_topic:
+                msgs.append((topic, T0 + t_ns + HEADER_LAG, build(i, t, T0 + t_ns)))
+
+    def image(i, t, stamp):
+        img = np.full((48, 64, 3), frame_value(i), np.uint8)
+        img[..., 1] = 255 - frame_value(i)
+        return rm.numpy_to_image(f, img, stamp, "rgb8", "camera_color_optical_frame")
+
+    add("/camera/camera/color/image_raw", RATES["image"], image)
+    add(
+        "/class/robot/ee_pose",
+        RATES["ee"],
+        lambda i, t, s: rm.numpy_to_pose_stamped(f, ee(t)[0], matrix_to_quat(ee(t)[1]), s),
+    )
+    add(
+        "/class/gripper/state",
+        RATES["gripper"],
+        lambda i, t, s: rm.numpy_to_joint_state(f, [0.08 - 0.01 * t, 0.5], ["gripper", "other"], s),
+    )
+    add(
+        "/class/teleop/target",
+        RATES["target"],
+        lambda i, t, s: rm.numpy_to_pose_stamped(f, target(t)[0], matrix_to_quat(target(t)[1]), s),
+    )
+    add(
+        "/class/teleop/joy",
+        RATES["joy"],
+        lambda i, t, s: rm.numpy_to_joy(f, np.array([min(1.0, 0.1 * t), -0.5]), np.array([1, 0]), s),
+    )
+    for t, ev in events:
+        msgs.append(("/class/episode/event", T0 + round(t * NS) + HEADER_LAG, rm.string_msg(f, ev)))
+    msgs.sort(key=lambda m: m[1])
+    return msgs
+
+
+EVENTS = [(1.0, "start"), (3.0, "stop"), (4.0, "start"), (5.5, "success"), (6.0, "start"), (7.0, "discard"),
+          (8.0, "start"), (9.0, "stop"), (9.2, "discard")]  # fmt: skip
+
+
+def latest(t: float, rate: int) -> float:
+    """Time of the latest sample at or before ``t`` on a ``rate`` Hz grid (exact integer ns)."""
+    t_ns = round(t * NS)
+    return (t_ns * rate // NS) * NS // rate / NS
+
+
+def expected_episode(t_start: float, t_end: float, image_size: int) -> dict[str, np.ndarray]:
+    ticks = [t_start + k / 10 for k in range(round((t_end - t_start) * 10) + 1)]
+    out: dict[str, list] = {"image": [], "ee_pos": [], "ee_rot6d": [], "gripper": [], "action": []}
+    for t in ticks:
+        fi = round(latest(t, RATES["image"]) * RATES["image"])
+        img = np.full((image_size, image_size, 3), frame_value(fi), np.uint8)
+        img[..., 1] = 255 - frame_value(fi)
+        out["image"].append(img)
+        te = latest(t, RATES["ee"])
+        out["ee_pos"].append(ee(te)[0])
+        out["ee_rot6d"].append(matrix_to_rot6d(ee(te)[1]))
+        out["gripper"].append([0.08 - 0.01 * latest(t, RATES["gripper"])])
+        tt = latest(t, RATES["target"])
+        trig = min(1.0, 0.1 * latest(t, RATES["joy"]))
+        out["action"].append(np.r_[target(tt)[0], matrix_to_rot6d(target(tt)[1]), trig])
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def cfg(**over) -> RosbagImportConfig:
+    c = RosbagImportConfig(control_hz=10.0, image_size=32)
+    c.observations["gripper"] = {
+        "topic": "/class/gripper/state",
+        "kind": "joint_position",
+        "names": ["gripper"],
+    }
+    for k, v in over.items():
+        setattr(c, k, v)
+    return c
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bags")
+    jazzy, humble = rm.RosbagsFactory("jazzy"), rm.RosbagsFactory("humble")
+    return {
+        "events_sqlite": write_bag(
+            root / "events_sqlite", make_messages(jazzy, 10.0, EVENTS), "jazzy", "sqlite3"
+        ),
+        "plain_mcap": write_bag(root / "plain_mcap", make_messages(humble, 2.0), "humble", "mcap"),
+        "gap": write_bag(
+            root / "gap", make_messages(jazzy, 4.0, EVENTS[:2], skip=("/class/robot/ee_pose", 1.5, 2.3))
+        ),  # fmt: skip
+        "no_joy": write_bag(root / "no_joy", make_messages(jazzy, 2.0, drop_topic="/class/teleop/joy")),
+    }
+
+
+def check_episode(ep, exp):
+    assert len(ep["action"]) == len(exp["action"])
+    np.testing.assert_array_equal(ep["image"], exp["image"])
+    for k in ("ee_pos", "ee_rot6d", "gripper", "action"):
+        np.testing.assert_allclose(ep[k], exp[k], atol=1e-5, err_msg=k)
+        assert ep[k].dtype == np.float32
+
+
+def test_bag_round_trip_events_and_one_per_bag(bags, tmp_path):
+    out = tmp_path / "store.zarr"
+    res = import_bags([bags["events_sqlite"], bags["plain_mcap"]], out, cfg())
+    store = EpisodeStore.open(out)
+    # events: [1, 3] stop, [4, 5.5] success, [6, 7] discarded while recording, [8, 9] discarded after stop
+    assert store.n_episodes == 3 and res.n_episodes == 3
+    np.testing.assert_array_equal(store.episode_lengths(), [21, 16, 21])
+    assert [e["success"] for e in res.episodes] == [False, True, None]
+    assert sorted(store.keys()) == ["action", "ee_pos", "ee_rot6d", "gripper", "image"]
+    check_episode(store.episode(0), expected_episode(1.0, 3.0, 32))
+    check_episode(store.episode(1), expected_episode(4.0, 5.5, 32))
+    # no events: the whole bag, from the first tick where every topic has spoken
+    check_episode(store.episode(2), expected_episode(0.0, 2.0, 32))
+    assert store.root.attrs["source"] == "rosbag2"
+
+
+def test_header_stamps_from_raw_cdr_match_deserialised(bags):
+    from class_core.data.rosbag_import import _open_reader, _raw_header_stamp
+
+    reader = _open_reader(bags["plain_mcap"], "humble")
+    try:
+        for n, (conn, _, raw) in enumerate(reader.messages()):
+            assert _raw_header_stamp(raw) == rm.stamp_ns(reader.deserialize(raw, conn.msgtype))
+            if n > 50:
+                break
+    finally:
+        reader.close()
+
+
+def test_gap_missing_topic_and_no_output(bags, tmp_path):
+    out = tmp_path / "bad.zarr"
+    with pytest.raises(BagError) as e:
+        import_bags([bags["events_sqlite"], bags["gap"], bags["no_joy"]], out, cfg())
+    text = str(e.value)
+    assert "gap on /class/robot/ee_pose at 1.00 s into the episode" in text
+    assert "missing topic(s) ['/class/teleop/joy']" in text and str(bags["no_joy"]) in text
+    assert "nothing was written" in text
+    assert not out.exists() and not list(tmp_path.iterdir())
+    # skipping bad bags imports the good one and reports the rest
+    res = import_bags([bags["events_sqlite"], bags["gap"], bags["no_joy"]], out, cfg(), skip_bad=True)
+    assert res.n_episodes == 2 and {b for b, _ in res.skipped} == {str(bags["gap"]), str(bags["no_joy"])}
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_truncated_bag_is_reported(tmp_path, storage):
+    bag = write_bag(
+        tmp_path / f"trunc_{storage}", make_messages(rm.RosbagsFactory("jazzy"), 3.0), "jazzy", storage
+    )
+    data = next(p for p in bag.iterdir() if p.suffix in (".db3", ".mcap"))
+    raw = data.read_bytes()
+    data.write_bytes(raw[: len(raw) // 2])
+    scan = scan_bag(bag, cfg())
+    assert scan.problems and not scan.episodes
+    assert any(w in scan.problems[0] for w in ("truncated or corrupt", "cannot open")), scan.problems
+    out = tmp_path / "out.zarr"
+    with pytest.raises(BagError, match=str(bag)):
+        import_bags([bag], out, cfg())
+    assert not out.exists()
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ValueError, match="rosbag_import.split"):
+        cfg(split="per-minute").validate()
+    c = cfg()
+    c.observations["ee_pos"] = {"topic": "/class/robot/ee_pose", "kind": "image"}
+    with pytest.raises(ValueError, match="'ee_pos'.*carries geometry_msgs/msg/PoseStamped"):
+        c.validate()
+
+
+def test_cli_imports_with_config_and_overrides(bags, tmp_path):
+    conf = tmp_path / "task.yaml"
+    conf.write_text(
+        "rosbag_import:\n  control_hz: 10\n  image_size: 32\n"
+        "  observations:\n    image: {topic: /camera/camera/color/image_raw, kind: image}\n"
+        "    gripper: {topic: /class/gripper/state, kind: joint_position, names: [gripper]}\n"
+    )
+    out = tmp_path / "cli.zarr"
+    cmd = [sys.executable, "-m", "class_core.cli.import_bags", str(bags["events_sqlite"]),
+           "--config", str(conf), "--out", str(out), "rosbag_import.control_hz=5"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    store = EpisodeStore.open(out)
+    np.testing.assert_array_equal(store.episode_lengths(), [11, 8])  # 5 Hz
+    assert sorted(store.keys()) == ["action", "gripper", "image"]
+    assert (Path(str(out) + ".import.yaml")).exists()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "already exists" in r.stderr
+    bad = [sys.executable, "-m", "class_core.cli.import_bags", str(bags["no_joy"]), "--config", str(conf),
+           "--out", str(tmp_path / "x.zarr")]  # fmt: skip
+    r = subprocess.run(bad, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "missing topic(s) ['/class/teleop/joy']" in r.stderr
+    assert not (tmp_path / "x.zarr").exists()

@@ -1,0 +1,113 @@
+"""Decisions of the policy node core: staleness, stamp matching, events, diagnostics, mode checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rosbags", reason="rosbags (robot extra) provides the message classes")
+
+from class_core import ros_msgs as rm  # noqa: E402
+from class_core.deploy import ChunkQueue, PolicyCore, PolicyCoreConfig  # noqa: E402
+from class_core.deploy.topics import build_messages, parse_sources  # noqa: E402
+
+MS = 1_000_000
+F = rm.RosbagsFactory("jazzy")
+
+
+class Fixed:
+    n_action_steps = 4
+
+    def __init__(self):
+        self.calls = []
+        self.resets = 0
+
+    def reset(self):
+        self.resets += 1
+
+    def predict_action_chunk(self, obs):
+        self.calls.append({k: np.array(v) for k, v in obs.items()})
+        return np.tile(obs["agent_pos"], (16, 1)).astype(np.float32) + np.arange(16)[:, None]
+
+
+def obs_msgs(stamp, pos=(1.0, 2.0)):
+    sources = parse_sources({"image": {"topic": "/class/obs/image", "kind": "image"},
+                             "agent_pos": {"topic": "/class/robot/ee_pose", "kind": "pose_xy"}})  # fmt: skip
+    obs = {"image": np.full((8, 8, 3), 9, np.uint8), "agent_pos": np.array(pos, np.float32)}
+    return {t: F.roundtrip(m) for t, m in build_messages(F, sources, obs, stamp)}
+
+
+def core(**kw):
+    cfg = PolicyCoreConfig(obs_keys=["image", "agent_pos"], control_hz=10.0, max_obs_age=0.2, **kw)
+    return PolicyCore(Fixed(), F, cfg)
+
+
+def test_plans_only_when_matched_and_fresh():
+    c = core()
+    m = obs_msgs(1000 * MS)
+    assert c.on_message("/class/obs/image", m["/class/obs/image"], 1000 * MS) == []  # pose not yet there
+    out = c.on_message("/class/robot/ee_pose", m["/class/robot/ee_pose"], 1010 * MS)
+    assert [t for t, _ in out] == ["/class/policy/action_chunk"]
+    tc = rm.joint_trajectory_to_chunk(F.roundtrip(out[0][1]))
+    assert tc.stamp == 1000 * MS and tc.names == ("x", "y") and len(tc.actions) == 4
+    np.testing.assert_array_equal(tc.offsets, np.arange(4) * 100 * MS)
+    np.testing.assert_array_equal(tc.actions[:, 0], [1, 2, 3, 4])
+    # the next observations are inside the executed chunk: no plan until t + T_a * dt
+    for k in (1, 2, 3):
+        m = obs_msgs((1000 + 100 * k) * MS)
+        for t, msg in m.items():
+            assert c.on_message(t, msg, (1000 + 100 * k) * MS) == []
+    m = obs_msgs(1400 * MS, pos=(5.0, 6.0))
+    c.on_message("/class/robot/ee_pose", m["/class/robot/ee_pose"], 1400 * MS)
+    out = c.on_message("/class/obs/image", m["/class/obs/image"], 1400 * MS)
+    assert len(out) == 1 and c.policy.calls[-1]["agent_pos"].tolist() == [5.0, 6.0]
+
+
+def test_never_plans_from_stale_observations_and_reports_it():
+    c = core()
+    m = obs_msgs(1000 * MS)
+    for t, msg in m.items():
+        assert c.on_message(t, msg, 1300 * MS) == []  # 300 ms old > 200 ms
+    assert c.stats["stale_skipped"] == 1 and not c.policy.calls
+    diag = c.tick(1300 * MS)[-1][1]
+    assert diag.status[0].level == 1 and "max_obs_age" in diag.status[0].message
+    assert rm.diagnostic_values(F.roundtrip(diag))["stale_skipped"] == "1"
+
+
+def test_unsynchronised_topics_are_skipped():
+    c = core()
+    img = obs_msgs(1000 * MS)["/class/obs/image"]
+    pose_late = obs_msgs(1200 * MS)["/class/robot/ee_pose"]  # 200 ms apart > 50 ms tolerance
+    c.on_message("/class/obs/image", img, 1200 * MS)
+    assert c.on_message("/class/robot/ee_pose", pose_late, 1210 * MS) == []
+    assert c.stats["unsynced_skipped"] == 1
+
+
+def test_events_pause_and_reset():
+    c = core()
+    c.on_message("/class/episode/event", rm.string_msg(F, "stop"), 0)
+    for t, msg in obs_msgs(1000 * MS).items():
+        assert c.on_message(t, msg, 1000 * MS) == []
+    out = c.on_message("/class/episode/event", rm.string_msg(F, "start"), 1000 * MS)
+    assert c.policy.resets == 1 and len(out) == 1  # planned from the waiting observation
+
+
+def test_mode_and_key_checks():
+    p = Fixed()
+    p.kind = "retrieval"
+    with pytest.raises(ValueError, match="mode='diffusion' but the loaded artifact is a 'nonparametric'"):
+        PolicyCore(p, F, PolicyCoreConfig(mode="diffusion", obs_keys=["image"]))
+    with pytest.raises(ValueError, match="no observation keys"):
+        PolicyCore(Fixed(), F, PolicyCoreConfig())
+    with pytest.raises(ValueError, match="mode"):
+        PolicyCore(Fixed(), F, PolicyCoreConfig(mode="bc", obs_keys=["image"]))
+
+
+def test_chunk_queue_replaces_future_points():
+    q = ChunkQueue()
+    q.push(rm.TimedChunk(0, np.arange(4) * 10, np.arange(4.0)[:, None], ("a",)))
+    q.push(rm.TimedChunk(20, np.arange(3) * 10, 10 + np.arange(3.0)[:, None], ("a",)))
+    np.testing.assert_array_equal(q.times, [0, 10, 20, 30, 40])
+    np.testing.assert_array_equal(q.actions[:, 0], [0, 1, 10, 11, 12])
+    assert q.action_at(21, 5)[0] == 10 and q.action_at(25, 4) is None
+    assert q.latest_before(39)[0] == 11 and q.latest_before(-1) is None
