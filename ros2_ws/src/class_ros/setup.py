@@ -21,6 +21,10 @@ setup(
         "console_scripts": [
             "policy_node = class_ros.policy_node:main",
             "sim_bridge_node = class_ros.sim_bridge_node:main",
+            "camera_node = class_ros.camera_node:main",
+            "arm_node = class_ros.arm_node:main",
+            "gripper_node = class_ros.gripper_node:main",
+            "teleop_node = class_ros.teleop_node:main",
         ],
     },
 )

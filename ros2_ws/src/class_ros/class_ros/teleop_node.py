@@ -1,0 +1,79 @@
+"""Meta Quest teleoperation: /class/teleop/target (PoseStamped), /class/teleop/joy (Joy: axes
+[trigger, grip], buttons [engaged, A, B, RJ]) and /class/episode/event (String) at teleop.rate_hz.
+The mapping lives in class_core.hardware.teleop."""
+
+from __future__ import annotations
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+
+from class_core import ros_msgs as rm
+from class_core.hardware.teleop import ControllerSample, LogcatReader, TeleopMapper
+from class_ros.common import RELIABLE, SENSOR
+from class_ros.hw_common import now_ns, robot_config
+from class_ros.msg_factory import msg_class, rclpy_factory
+
+
+class TeleopNode(Node):
+    def __init__(self) -> None:
+        super().__init__("class_teleop")
+        cfgs = robot_config(self)
+        cfg, lim = cfgs["teleop"], cfgs["arm"].limits
+        self.f = rclpy_factory()
+        self.mapper = TeleopMapper(cfg, clip=lambda p: np.clip(p, lim.lo, lim.hi))
+        self.reader = LogcatReader(cfg.hand, serial=cfg.adb_serial).start() if cfg.source == "adb" else None
+        self._bridge: ControllerSample | None = None
+        if cfg.source == "topic":  # an existing VR bridge: controller pose + Joy(axes [trigger, grip])
+            self.create_subscription(
+                msg_class("geometry_msgs/msg/PoseStamped"), "/vr/controller/pose", self.on_bridge_pose, SENSOR
+            )
+        self.ee = None
+        self.create_subscription(
+            msg_class("geometry_msgs/msg/PoseStamped"),
+            "/class/robot/ee_pose",
+            lambda m: setattr(self, "ee", rm.pose_to_numpy(m)),
+            SENSOR,
+        )
+        self.pub_target = self.create_publisher(
+            msg_class("geometry_msgs/msg/PoseStamped"), "/class/teleop/target", RELIABLE
+        )
+        self.pub_joy = self.create_publisher(msg_class("sensor_msgs/msg/Joy"), "/class/teleop/joy", RELIABLE)
+        self.pub_ev = self.create_publisher(
+            msg_class("std_msgs/msg/String"), "/class/episode/event", RELIABLE
+        )
+        self.create_timer(1.0 / cfg.rate_hz, self.tick)
+
+    def on_bridge_pose(self, msg) -> None:
+        from class_core.geometry import quat_to_matrix
+
+        pos, quat = rm.pose_to_numpy(msg)
+        m = np.eye(4)
+        m[:3, :3], m[:3, 3] = quat_to_matrix(quat), pos
+        self._bridge = ControllerSample(rm.stamp_ns(msg) * 1e-9, m, 1.0, 0.0, {})
+
+    def tick(self) -> None:
+        s = self.reader.latest() if self.reader is not None else self._bridge
+        if s is None or self.ee is None:
+            return
+        out = self.mapper.step(s, *self.ee)
+        stamp = now_ns(self)
+        b = [int(out.engaged)] + [int(s.buttons.get(k, False)) for k in ("A", "B", "RJ")]
+        self.pub_joy.publish(rm.numpy_to_joy(self.f, np.array([out.gripper, s.grip]), np.array(b), stamp))
+        if out.engaged and out.pos is not None:
+            self.pub_target.publish(rm.numpy_to_pose_stamped(self.f, out.pos, out.quat, stamp, "fr3_link0"))
+        for ev in out.events:
+            self.pub_ev.publish(rm.string_msg(self.f, ev))
+            self.get_logger().info(f"episode event: {ev}")
+
+
+def main() -> None:
+    rclpy.init()
+    node = TeleopNode()
+    try:
+        rclpy.spin(node)
+    finally:
+        if node.reader is not None:
+            node.reader.stop()
+        node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,244 @@
+"""Runs FrankaArm against an embedded franky-sim; executed by tests/test_hw_arm.py inside a
+network namespace with only loopback (`unshare -n`), because franky-sim binds UDP on 0.0.0.0.
+
+A monitor thread samples the simulated robot's own state at about 250 Hz: O_T_EE_c (the pose
+the robot was commanded, i.e. what it received) and O_T_EE (measured). Each scenario writes its
+trace and the driver's counters to the JSON file given as argv[1]; the test asserts on them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+from class_core.geometry import quat_to_matrix
+from class_core.hardware.arm import ArmConfig, ChunkRejected, FrankaArm, SafetyLimits
+from class_core.hardware.gripper import FrankaHandGripper, GripperConfig
+
+
+class Monitor:
+    def __init__(self, robot, lock):
+        self.robot = robot
+        self.lock = lock
+        self.rows: list[list[float]] = []
+        self._run = True
+        self._t = threading.Thread(target=self._loop, daemon=True)
+        self._t.start()
+
+    def _loop(self):
+        while self._run:
+            with self.lock:  # the driver's lock: franky's Robot is used from one thread at a time
+                s = self.robot.state
+            c = np.asarray(s.O_T_EE_c.matrix)[:3, 3]
+            m = np.asarray(s.O_T_EE.matrix)[:3, 3]
+            self.rows.append([time.time(), *c.tolist(), *m.tolist(), s.time.to_sec()])
+            time.sleep(0.004)
+
+    def take(self) -> list[list[float]]:
+        rows, self.rows = self.rows, []
+        return rows
+
+    def close(self):
+        self._run = False
+        self._t.join()
+
+
+def action(pos, rot, g=0.0):
+    return np.concatenate([pos, rot[:, :2].T.reshape(6), [g]])
+
+
+def chunk(p0, rot, deltas, g=0.0):
+    return np.stack([action(p0 + d, rot, g) for d in deltas])
+
+
+def save(res: dict, out_path: str) -> None:
+    text = json.dumps(res)  # serialise fully before touching the file
+    with open(out_path + ".tmp", "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(out_path + ".tmp", out_path)
+
+
+def main(out_path: str) -> None:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
+    from franky_sim import SimulationServer
+    from franky_sim.mujoco_simulator import MujocoSimulator
+
+    t0 = time.time()
+    sim = MujocoSimulator()
+    sim.__enter__()  # initialises the simulation (what `with` does)
+    sim.add_robot()
+    srv = SimulationServer(sim, hostname_candidates=["127.0.0.1"])
+    srv.init()
+    srv.run_async()
+    res: dict = {"startup_s": None}
+    cfg = ArmConfig(
+        host="127.0.0.1", realtime="ignore", relative_dynamics_factor=0.3, home_dynamics_factor=0.3
+    )
+    arm = FrankaArm(cfg)
+    arm.connect()
+    arm.home()
+    res["startup_s"] = time.time() - t0
+    home = arm.read_state()
+    p0, r0 = home.ee_pos, quat_to_matrix(home.ee_quat)
+    res["home_pos"] = p0.tolist()
+    # workspace box: 4 cm around home in x and y, so tests can push against it
+    lim = SafetyLimits(
+        workspace_min=(p0 - [0.04, 0.04, 0.10]).tolist(),
+        workspace_max=(p0 + [0.04, 0.04, 0.10]).tolist(),
+        max_linear_speed=0.3,
+        command_timeout_s=3.0,
+        observation_timeout_s=0.3,
+    )
+    arm.cfg.limits = lim
+    arm.safety.limits = lim
+    arm.watchdog.timeouts = {"command": 3.0, "observation": 0.3}
+    arm.watchdog.last = {"command": None, "observation": None}
+    arm.watch_observations = False
+    # 0. Franka Hand through franky's Gripper on the simulator's gripper server
+    g = FrankaHandGripper(
+        GripperConfig(kind="franka_hand", host="127.0.0.1", open_width_m=0.08, speed_m_s=0.1)
+    )
+    g.start()
+    widths = []
+    for action, done in ((0.0, lambda w: w > 0.07), (1.0, lambda w: w < 0.03)):
+        g.set_action(action)
+        t_end = time.time() + 6.0
+        while time.time() < t_end and not done(g.width_m):
+            time.sleep(0.05)
+        widths.append(g.width_m)
+    g.stop()
+    res["hand"] = {"widths": widths, "ticks": g.ticks}
+    mon = Monitor(arm.robot, arm._lock)
+    arm.start()
+    dt = 0.1
+    steps = np.arange(1, 17)
+
+    # 1. a chunk that runs 12 cm out of the box in +x: clipped at the wall
+    now = time.time()
+    arm.execute_chunk(now + dt * steps, chunk(p0, r0, [[0.0075 * k, 0, 0] for k in steps]))
+    time.sleep(2.2)
+    res["workspace"] = {
+        "trace": mon.take(),
+        "box_max": lim.workspace_max,
+        "box_min": lim.workspace_min,
+        "events": dict(arm.safety.events),
+    }
+
+    save(res, out_path)
+
+    # 2. refuse mode: a chunk out of the box must not execute at all
+    lim.out_of_workspace = "refuse"
+    start = arm.read_state().ee_pos
+    try:
+        arm.execute_chunk(time.time() + dt * steps, chunk(start, r0, [[0, 0.006 * k, 0] for k in steps]))
+        refused = False
+    except ChunkRejected:
+        refused = True
+    time.sleep(0.8)
+    res["refuse"] = {"refused": refused, "start": start.tolist(), "trace": mon.take()}
+    lim.out_of_workspace = "clip"
+
+    save(res, out_path)
+
+    # 3. a stale chunk (all steps in the past) never executes
+    start = arm.read_state().ee_pos
+    kept = arm.execute_chunk(
+        time.time() - 2.0 + dt * steps, chunk(start, r0, [[-0.003 * k, 0.002 * k, 0] for k in steps])
+    )
+    time.sleep(1.0)
+    res["stale"] = {"kept": kept, "start": start.tolist(), "trace": mon.take()}
+
+    save(res, out_path)
+
+    # 4. waypoints without stopping, then a new chunk replaces the rest of the plan
+    start = arm.read_state().ee_pos
+    t1 = time.time()
+    arm.execute_chunk(t1 + dt * steps, chunk(start, r0, [[-0.004 * k, -0.002 * k, 0] for k in steps]))
+    time.sleep(0.9)
+    mid = arm.read_state().ee_pos
+    t2 = time.time()
+    target_b = mid + [0.0, 0.05, 0.0]
+    arm.execute_chunk(t2 + dt * steps, chunk(mid, r0, [[0, 0.05 * k / 16, 0] for k in steps]))
+    time.sleep(2.0)
+    res["replace"] = {
+        "t1": t1,
+        "t2": t2,
+        "start": start.tolist(),
+        "target_b": np.clip(target_b, lim.lo, lim.hi).tolist(),
+        "trace": mon.take(),
+    }
+
+    save(res, out_path)
+
+    # 5. watchdog: observations stop in the middle of a long chunk
+    arm.watch_observations = True
+    feeding = threading.Event()
+    feeding.set()
+
+    def feed():
+        while feeding.is_set():
+            arm.feed_observation()
+            time.sleep(1 / 30)
+
+    th = threading.Thread(target=feed, daemon=True)
+    th.start()
+    time.sleep(0.1)
+    start = arm.read_state().ee_pos
+    long_steps = np.arange(1, 41)
+    arm.execute_chunk(
+        time.time() + dt * long_steps, chunk(start, r0, [[-0.0015 * k, 0, 0] for k in long_steps])
+    )
+    time.sleep(1.0)
+    feeding.clear()
+    t_last_obs = arm.watchdog.last["observation"]
+    th.join()
+    time.sleep(1.5)
+    res["watchdog"] = {"t_last_obs": t_last_obs, "timeout": 0.3, "halted": arm.halted, "trace": mon.take()}
+    arm.watch_observations = False
+
+    save(res, out_path)
+
+    # 6. recovery: a real franky error (another control signal type started under our stream)
+    import franky
+
+    arm.robot.join_motion(timeout=3.0)  # the halted stream's last motion ends at rest
+    arm.robot.move(franky.JointVelocityMotion(np.zeros(7), duration=franky.Duration(3000)), asynchronous=True)
+    start = arm.read_state().ee_pos
+    arm.execute_chunk(time.time() + dt * steps, chunk(start, r0, [[0.001 * k, 0, 0] for k in steps]))
+    time.sleep(0.5)
+    rec1 = {"recoveries": arm.recoveries, "halted": arm.halted, "error": repr(arm.last_error)}
+    arm.robot.join_motion(timeout=4.0)
+    start = arm.read_state().ee_pos
+    arm.execute_chunk(time.time() + dt * steps, chunk(start, r0, [[0.0, 0.0, 0.002 * k] for k in steps]))
+    time.sleep(2.2)
+    res["recovery"] = {
+        **rec1,
+        "start": start.tolist(),
+        "end": arm.read_state().ee_pos.tolist(),
+        "halted_after": arm.halted,
+        "trace": mon.take(),
+    }
+
+    arm.stop()
+    mon.close()
+    res["events"] = dict(arm.safety.events)
+
+    save(res, out_path)
+
+    save(res, out_path)
+    # franky's and the simulator's native threads can crash at interpreter teardown; the
+    # results are written, so leave without it
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
