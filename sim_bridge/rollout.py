@@ -1,0 +1,275 @@
+"""Seeded policy rollouts on sim_bridge tasks (class-eval's core).
+
+The engine takes any policy-like object (``reset()``, ``select_action(obs) -> (D,)``), built in
+each worker by a picklable ``policy_factory(task)``; it knows nothing of how a policy is made.
+Episode ``i`` uses seed ``seed + i``, so results do not depend on the number of workers.
+Latency is the wall time of each ``select_action`` call (a policy with an action queue shows
+cheap calls between its chunk predictions; the max and p95 show the prediction calls).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from sim_bridge.task import PolicyLike, Task, make_task
+
+PolicyFactory = Callable[[Task], PolicyLike]
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95 % for the default z)."""
+    if n <= 0:
+        raise ValueError(f"wilson_interval: n must be > 0, got {n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval: successes must be in [0, {n}], got {successes}")
+    p = successes / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class EpisodeResult:
+    index: int
+    seed: int
+    success: bool
+    steps: int
+    latencies_ms: list[float]
+    seconds: float
+    video: str | None = None
+    final_info: dict[str, Any] = field(default_factory=dict)
+    episode_info: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        d = asdict(self)
+        lat = d.pop("latencies_ms")
+        d["latency_ms_mean"] = float(np.mean(lat)) if lat else None
+        d["latency_ms_max"] = float(np.max(lat)) if lat else None
+        return d
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))  # noqa: NPY002 - policies may draw from the global stream
+    torch = sys.modules.get("torch")  # seed torch only if the policy brought it in
+    if torch is not None:
+        torch.manual_seed(seed)
+
+
+def run_episode(
+    task: Task,
+    policy: PolicyLike,
+    seed: int,
+    index: int = 0,
+    record_video: bool = False,
+    video_dir: str | os.PathLike[str] | None = None,
+) -> EpisodeResult:
+    """Roll out one episode until success or the task's step limit."""
+    t0 = time.perf_counter()
+    _seed_everything(seed)
+    obs = task.reset(seed)
+    if hasattr(policy, "reseed"):
+        policy.reseed(seed)
+    policy.reset()
+    frames = [task.render()] if record_video else []
+    latencies: list[float] = []
+    success = False
+    info: dict[str, Any] = {}
+    while True:
+        t = time.perf_counter()
+        action = policy.select_action(obs)
+        latencies.append((time.perf_counter() - t) * 1e3)
+        obs, success, info = task.step(np.asarray(action))
+        if record_video:
+            frames.append(task.render())
+        if success or info["truncated"]:
+            break
+    video = None
+    if record_video:
+        from sim_bridge.video import write_mp4
+
+        vdir = Path(video_dir) if video_dir is not None else Path(".")
+        name = f"episode_{index:03d}_seed{seed}_{'success' if success else 'failure'}.mp4"
+        video = str(write_mp4(vdir / name, frames, fps=task.control_hz))
+    final = {k: v for k, v in info.items() if isinstance(v, int | float | bool | str)}
+    return EpisodeResult(
+        index,
+        seed,
+        success,
+        task.steps,
+        latencies,
+        time.perf_counter() - t0,
+        video,
+        final,
+        task.episode_info(),
+    )
+
+
+@dataclass
+class EvalSummary:
+    task: str
+    variant: str
+    policy: str
+    episodes: int
+    seed: int
+    workers: int
+    successes: int
+    success_rate: float
+    ci95: tuple[float, float]
+    mean_steps: float
+    latency_ms: dict[str, float]
+    seconds: float
+    task_kwargs: dict[str, Any]
+    results: list[EpisodeResult]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k != "results"}
+        d["ci95"] = list(self.ci95)
+        d["episodes_detail"] = [r.summary() for r in self.results]
+        return d
+
+    def to_markdown(self) -> str:
+        lo, hi = self.ci95
+        lat = self.latency_ms
+        lines = [
+            f"# Evaluation: {self.policy} on {self.task} / {self.variant}",
+            "",
+            "| episodes | success | 95 % CI (Wilson) | mean steps | latency mean / p50 / p95 / max (ms) |",
+            "|---|---|---|---|---|",
+            f"| {self.episodes} | {self.success_rate:.3f} ({self.successes}/{self.episodes}) "
+            f"| [{lo:.3f}, {hi:.3f}] | {self.mean_steps:.1f} "
+            f"| {lat['mean']:.2f} / {lat['p50']:.2f} / {lat['p95']:.2f} / {lat['max']:.2f} |",
+            "",
+            f"Seeds {self.seed}..{self.seed + self.episodes - 1}, "
+            f"{self.workers} worker(s), {self.seconds:.1f} s.",
+        ]
+        videos = [r.video for r in self.results if r.video]
+        if videos:
+            lines += ["", "Videos: " + ", ".join(Path(v).name for v in videos)]
+        return "\n".join(lines) + "\n"
+
+
+# --- workers ------------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(
+    name: str, variant: str, task_kwargs: dict[str, Any], policy_factory: PolicyFactory, threads: int
+) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    task = make_task(name, variant, **task_kwargs)
+    _WORKER["task"] = task
+    _WORKER["policy"] = policy_factory(task)
+
+
+def _worker_episode(index: int, seed: int, record: bool, video_dir: str | None) -> EpisodeResult:
+    return run_episode(_WORKER["task"], _WORKER["policy"], seed, index, record, video_dir)
+
+
+def evaluate(
+    task_name: str,
+    variant: str | None,
+    policy_factory: PolicyFactory,
+    episodes: int,
+    seed: int = 100_000,
+    workers: int = 1,
+    video_episodes: Sequence[int] = (),
+    out_dir: str | os.PathLike[str] | None = None,
+    task_kwargs: Mapping[str, Any] | None = None,
+    policy_name: str = "policy",
+    progress: bool = True,
+) -> EvalSummary:
+    """Run ``episodes`` seeded rollouts; write results.json / results.md (and videos) to out_dir."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    bad = [i for i in video_episodes if not 0 <= i < episodes]
+    if bad:
+        raise ValueError(f"video episode index {bad[0]} is outside 0..{episodes - 1}")
+    if video_episodes and out_dir is None:
+        raise ValueError("videos need an output folder (out_dir / --out)")
+    task_kwargs = dict(task_kwargs or {})
+    videos = set(video_episodes)
+    out = Path(out_dir) if out_dir is not None else None
+    vdir = str(out / "videos") if out is not None else None
+    t0 = time.perf_counter()
+    results: list[EpisodeResult] = []
+    bar = tqdm(total=episodes, desc=f"eval {task_name}/{variant}", unit="ep", disable=not progress)
+
+    def note(r: EpisodeResult) -> None:
+        results.append(r)
+        bar.update(1)
+        bar.set_postfix(success=f"{sum(x.success for x in results)}/{len(results)}")
+
+    if workers == 1:
+        with make_task(task_name, variant, **task_kwargs) as task:
+            variant = task.variant
+            policy = policy_factory(task)
+            for i in range(episodes):
+                note(run_episode(task, policy, seed + i, i, i in videos, vdir))
+    else:
+        with make_task(task_name, variant, **task_kwargs) as probe:  # early errors, variant name
+            variant = probe.variant
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(task_name, variant, task_kwargs, policy_factory, threads),
+        ) as pool:
+            futures = [pool.submit(_worker_episode, i, seed + i, i in videos, vdir) for i in range(episodes)]
+            for f in as_completed(futures):
+                note(f.result())
+    bar.close()
+    results.sort(key=lambda r: r.index)
+    lat = np.concatenate([r.latencies_ms for r in results]) if results else np.zeros(1)
+    k = sum(r.success for r in results)
+    summary = EvalSummary(
+        task=task_name,
+        variant=str(variant),
+        policy=policy_name,
+        episodes=episodes,
+        seed=seed,
+        workers=workers,
+        successes=k,
+        success_rate=k / episodes,
+        ci95=wilson_interval(k, episodes),
+        mean_steps=float(np.mean([r.steps for r in results])),
+        latency_ms={
+            "mean": float(lat.mean()),
+            "p50": float(np.percentile(lat, 50)),
+            "p95": float(np.percentile(lat, 95)),
+            "max": float(lat.max()),
+        },
+        seconds=time.perf_counter() - t0,
+        task_kwargs=task_kwargs,
+        results=results,
+    )
+    if out is not None:
+        from class_core.io import atomic_write_text
+
+        atomic_write_text(out / "results.json", json.dumps(summary.to_dict(), indent=2, default=str) + "\n")
+        atomic_write_text(out / "results.md", summary.to_markdown())
+    return summary
+
+
+def scripted_policy(task: Task, **expert_kwargs: Any) -> PolicyLike:
+    """Policy factory for the task's scripted demonstrator (``functools.partial`` for kwargs)."""
+    return task.make_expert(**expert_kwargs)
