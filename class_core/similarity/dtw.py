@@ -1,0 +1,266 @@
+"""Dynamic time warping between action chunks.
+
+Definitions (the engine and every backend agree on them):
+
+- a chunk is a ``(T, D)`` array, one row per time step;
+- local cost of steps ``p`` and ``q``: ``sqeuclidean`` = ``sum_d (x[p,d] - y[q,d])**2`` (aeon's
+  ``dtw``, the default, what the CLASS authors use) or ``euclidean`` = its square root (the paper's
+  formula);
+- DTW = the minimum, over monotone warping paths from ``(0, 0)`` to ``(T-1, T'-1)``, of the summed
+  local costs (no square root at the end);
+- ``band`` = Sakoe-Chiba radius in steps: for equal lengths, cells with ``|p - q| <= band``;
+  ``None`` = no constraint. aeon's ``window=w`` (a fraction) is ``band = int(w * min(T, T'))``;
+  for unequal lengths the band follows aeon's slanted construction (``sakoe_chiba_mask``).
+
+Two implementations live here: a float64 scalar reference (``dtw_distance``) and a float32/float64
+kernel that computes one anchor against ``LANES`` candidates at once, the DP of each candidate in a
+SIMD lane (``dtw_lanes``), which the engine uses.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+# nnan/ninf would break the inf-initialised DP (PERF-FACTS.md)
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+LANES = 32
+COSTS = ("sqeuclidean", "euclidean")
+
+
+def check_cost(cost: str) -> bool:
+    """Validate ``cost`` and return True for the Euclidean local cost."""
+    if cost not in COSTS:
+        raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
+    return cost == "euclidean"
+
+
+def check_band(band: int | None) -> int:
+    """Validate ``band`` (None or an int >= 0) and return it as an int (-1 = no band)."""
+    if band is None:
+        return -1
+    if isinstance(band, bool) or not isinstance(band, int | np.integer) or band < 0:
+        raise ValueError(f"band must be None or an integer >= 0 (steps), got {band!r}")
+    return int(band)
+
+
+def band_from_aeon_window(window: float | None, n: int, m: int) -> int | None:
+    """The ``band`` that reproduces aeon's ``window`` fraction for series of lengths n and m."""
+    if window is None or window == 1.0:
+        return None
+    if not 0.0 <= window <= 1.0:
+        raise ValueError(f"window must be in [0, 1], got {window}")
+    return int(window * min(n, m))
+
+
+def _dense_sakoe_chiba(n: int, m: int, band: int) -> np.ndarray:
+    if n > m:
+        return _dense_sakoe_chiba(m, n, band).T
+    mask = np.zeros((n, m), dtype=bool)
+    steps = max(n, m) + 1
+    for step in range(steps):
+        xi = math.floor(step / steps * n)
+        yi = math.floor(step / steps * m)
+        mask[max(0, xi - band) : min(n, xi + band + 1), yi] = True
+    return mask
+
+
+def sakoe_chiba_mask(n: int, m: int, band: int | None) -> np.ndarray:
+    """Boolean ``(n, m)`` mask of allowed cells, as aeon (1.x) builds it for radius ``band``.
+
+    aeon steps along the interpolated diagonal, rows indexed by the longer series, and keeps each
+    row's cells contiguous (first to last covered column). For n == m this is ``|p - q| <= band``.
+    """
+    if band is None:
+        return np.ones((n, m), dtype=bool)
+    if n < m:
+        return sakoe_chiba_mask(m, n, band).T
+    dense = _dense_sakoe_chiba(n, m, band)
+    mask = np.zeros_like(dense)
+    for r in range(n):
+        cols = np.flatnonzero(dense[r])
+        if cols.size:
+            mask[r, cols[0] : cols[-1] + 1] = True
+    return mask
+
+
+def check_series(x: np.ndarray, name: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a (T, D) array, got shape {x.shape}")
+    if x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one step and one dimension, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return x
+
+
+@njit(cache=True)
+def _dtw_ref(x: np.ndarray, y: np.ndarray, mask: np.ndarray, euclid: bool) -> float:
+    n, m, dim = x.shape[0], y.shape[0], x.shape[1]
+    prev = np.full(m + 1, np.inf)
+    cur = np.full(m + 1, np.inf)
+    prev[0] = 0.0
+    for p in range(n):
+        cur[:] = np.inf
+        for q in range(m):
+            if not mask[p, q]:
+                continue
+            c = 0.0
+            for d in range(dim):
+                t = x[p, d] - y[q, d]
+                c += t * t
+            if euclid:
+                c = math.sqrt(c)
+            cur[q + 1] = c + min(prev[q + 1], prev[q], cur[q])
+        prev, cur = cur, prev
+    return float(prev[m])
+
+
+def dtw_distance(x: np.ndarray, y: np.ndarray, cost: str = "sqeuclidean", band: int | None = None) -> float:
+    """Exact float64 DTW of two ``(T, D)`` / ``(T', D)`` series (the reference implementation)."""
+    euclid = check_cost(cost)
+    check_band(band)
+    x = check_series(x, "x").astype(np.float64)
+    y = check_series(y, "y").astype(np.float64)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must have the same number of dimensions, got {x.shape} and {y.shape}")
+    return float(_dtw_ref(x, y, sakoe_chiba_mask(x.shape[0], y.shape[0], band), euclid))
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def dtw_lanes(a, bt, band, euclid, thr, zero, inf, cst, prev, cur, out):
+    """DTW of anchor ``a`` (T, D) against ``L`` candidates ``bt`` (T, D, L), written into ``out`` (L,).
+
+    ``zero``/``inf`` carry the dtype (float32 or float64). Lanes whose DP row minimum exceeds
+    ``thr`` may be abandoned: if every lane exceeds it, ``out`` is filled with inf. ``cst``, ``prev``
+    and ``cur`` are (T, L) scratch buffers of the same dtype.
+    """
+    T = bt.shape[0]
+    D = bt.shape[1]
+    L = bt.shape[2]
+    for p in range(T):
+        lo = 0
+        hi = T - 1
+        if band >= 0:
+            lo = max(0, p - band)
+            hi = min(T - 1, p + band)
+        for q in range(lo, hi + 1):
+            for l in range(L):
+                cst[q, l] = zero
+            for d in range(D):
+                av = a[p, d]
+                for l in range(L):
+                    t = av - bt[q, d, l]
+                    cst[q, l] += t * t
+        if euclid:
+            for q in range(lo, hi + 1):
+                for l in range(L):
+                    cst[q, l] = np.sqrt(cst[q, l])
+        for q in range(0, lo):
+            for l in range(L):
+                cur[q, l] = inf
+        if p == 0:
+            for l in range(L):
+                cur[0, l] = cst[0, l]
+            for q in range(1, hi + 1):
+                for l in range(L):
+                    cur[q, l] = cst[q, l] + cur[q - 1, l]
+        else:
+            if lo == 0:
+                for l in range(L):
+                    cur[0, l] = cst[0, l] + prev[0, l]
+            else:
+                for l in range(L):
+                    cur[lo, l] = cst[lo, l] + min(prev[lo, l], prev[lo - 1, l])
+            for q in range(lo + 1, hi + 1):
+                for l in range(L):
+                    cur[q, l] = cst[q, l] + min(min(prev[q, l], prev[q - 1, l]), cur[q - 1, l])
+        for q in range(hi + 1, T):
+            for l in range(L):
+                cur[q, l] = inf
+        if thr < inf and p < T - 1:
+            # every later cell descends from this row, so its minimum bounds the final cost
+            alive = False
+            for l in range(L):
+                mn = cur[lo, l]
+                for q in range(lo + 1, hi + 1):
+                    mn = min(mn, cur[q, l])
+                if mn <= thr:
+                    alive = True
+                    break
+            if not alive:
+                for l in range(L):
+                    out[l] = inf
+                return
+        prev, cur = cur, prev
+    for l in range(L):
+        out[l] = prev[T - 1, l]
+
+
+@njit(cache=True, parallel=True)
+def _grouped_dist(X, I, J, starts, band, euclid, zero, inf):
+    """DTW of pairs (I[k], J[k]) where I is grouped: pairs starts[g]:starts[g+1] share anchor I."""
+    T, D = X.shape[1], X.shape[2]
+    out = np.empty(I.shape[0], dtype=X.dtype)
+    for g in prange(starts.shape[0] - 1):
+        s0, s1 = starts[g], starts[g + 1]
+        a = X[I[s0]]
+        bt = np.empty((T, D, LANES), dtype=X.dtype)
+        cst = np.empty((T, LANES), dtype=X.dtype)
+        prev = np.empty((T, LANES), dtype=X.dtype)
+        cur = np.empty((T, LANES), dtype=X.dtype)
+        res = np.empty(LANES, dtype=X.dtype)
+        for b0 in range(s0, s1, LANES):
+            nb = min(LANES, s1 - b0)
+            for l in range(LANES):
+                j = J[b0 + min(l, nb - 1)]
+                for q in range(T):
+                    for d in range(D):
+                        bt[q, d, l] = X[j, q, d]
+            dtw_lanes(a, bt, band, euclid, inf, zero, inf, cst, prev, cur, res)
+            for l in range(nb):
+                out[b0 + l] = res[l]
+    return out
+
+
+def pair_distances(
+    X: np.ndarray, i: np.ndarray, j: np.ndarray, cost: str = "sqeuclidean", band: int | None = None
+) -> np.ndarray:
+    """DTW of the pairs ``(X[i[k]], X[j[k]])`` for equal-length chunks ``X`` (N, T, D), in X's dtype.
+
+    float64 input gives the exact values (used to break float32 near-ties); float32 is ~2x faster.
+    """
+    euclid = check_cost(cost)
+    b = check_band(band)
+    i = np.asarray(i, dtype=np.int64)
+    j = np.asarray(j, dtype=np.int64)
+    if i.shape != j.shape or i.ndim != 1:
+        raise ValueError(f"i and j must be 1-D of the same length, got {i.shape} and {j.shape}")
+    if X.dtype not in (np.float32, np.float64):
+        raise ValueError(f"X must be float32 or float64, got {X.dtype}")
+    if i.size == 0:
+        return np.empty(0, dtype=X.dtype)
+    order = np.argsort(i, kind="stable")
+    si, sj = i[order], j[order]
+    starts = np.flatnonzero(np.r_[True, si[1:] != si[:-1], True]).astype(np.int64)
+    zero = X.dtype.type(0)
+    inf = X.dtype.type(np.inf)
+    d = _grouped_dist(np.ascontiguousarray(X), si, sj, starts, b, euclid, zero, inf)
+    out = np.empty_like(d)
+    out[order] = d
+    return out
+
+
+def pairwise_distances(X: np.ndarray, cost: str = "sqeuclidean", band: int | None = None) -> np.ndarray:
+    """Dense ``(N, N)`` float64 DTW matrix of small sets (tests, checks); the engine never builds one."""
+    X = np.asarray(X, dtype=np.float64)
+    n = X.shape[0]
+    iu, ju = np.triu_indices(n, 1)
+    out = np.zeros((n, n))
+    d = pair_distances(X, iu, ju, cost, band)
+    out[iu, ju] = d
+    out[ju, iu] = d
+    return out

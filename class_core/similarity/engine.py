@@ -1,0 +1,635 @@
+"""The positive-pair engine: exact global-quantile (or per-anchor top-k) DTW pairs without an N x N matrix.
+
+Definitions:
+
+- ``quantile`` mode (default): with M = N(N-1)/2 pairs i < j, K = floor(q (M - 1)) + 1 pairs with the
+  smallest DTW distance, ties broken by (i, j). That is the number of pairs with
+  ``d <= numpy.quantile(d, q)`` (linear interpolation) when distances are distinct: the authors'
+  "quantile over all pairs i < j, then <= threshold".
+- ``topk`` mode: for each anchor i, its k nearest j != i (ties by smaller j); the pair set is the
+  union of those (i, j) pairs, stored once as (min, max).
+
+How: chunks are sorted along a projection of their (first, last) steps; rows of the upper
+triangle are processed in strips (the unit of resume and of distribution), each strip in column
+tiles. Lower bounds (LB_Kim + bounding-box bound, and the projection gap that ends a row) prune
+pairs; float32 DTW runs in SIMD lanes with early abandoning. The threshold is estimated from a
+sample of pairs, every pair within a margin above it is collected, then exactly K are taken, with
+all selected distances recomputed in float64 (float32 near-ties decided in float64).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+from tqdm import tqdm
+
+from class_core.io import atomic_save_npz, atomic_write_text
+from class_core.similarity import kernels
+from class_core.similarity.dtw import LANES, check_band, check_cost, pair_distances
+from class_core.similarity.pairs import FORMAT, WEIGHT_MODES, PairSet, pair_weights
+
+ENGINE_VERSION = "1"
+BACKENDS = ("numba", "torch")
+# float32 DTW of T=16 steps is within ~1e-6 relative of the float64 value; 1e-4 is a wide margin
+REL_MARGIN = 1e-4
+
+
+class Interrupted(RuntimeError):
+    """Raised by the test hook ``interrupt_after`` to simulate a killed run."""
+
+
+@dataclass
+class PairConfig:
+    """Parameters of a positive-pair job (the ``similarity`` section of a task config)."""
+
+    quantile: float = 0.025
+    topk: int | None = None  # set -> per-anchor top-k mode instead of the global quantile
+    weights: str = "rank"
+    cost: str = "sqeuclidean"
+    band: int | None = None
+    horizon: int | None = None  # None = whole chunk
+    backend: str = "numba"
+    sample_pairs: int = 262_144
+    seed: int = 0
+    strip_rows: int = 512
+    tile_cols: int = 4096
+
+    def validate(self) -> None:
+        if self.topk is None:
+            q = self.quantile
+            if isinstance(q, bool) or not isinstance(q, int | float) or not (0.0 < q <= 1.0):
+                raise ValueError(f"quantile must be in (0, 1], got {q!r}")
+        elif isinstance(self.topk, bool) or not isinstance(self.topk, int | np.integer) or self.topk < 1:
+            raise ValueError(f"topk must be an integer >= 1, got {self.topk!r}")
+        if self.weights not in WEIGHT_MODES:
+            raise ValueError(f"weights must be one of {WEIGHT_MODES}, got {self.weights!r}")
+        check_cost(self.cost)
+        check_band(self.band)
+        if self.horizon is not None and (not isinstance(self.horizon, int | np.integer) or self.horizon < 1):
+            raise ValueError(f"horizon must be None or an integer >= 1, got {self.horizon!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        for name in ("sample_pairs", "strip_rows", "tile_cols"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+    @property
+    def mode(self) -> str:
+        return "quantile" if self.topk is None else "topk"
+
+
+def check_chunks(chunks: np.ndarray, horizon: int | None = None) -> np.ndarray:
+    """Validate (N, T, D) chunks and return float32 C-contiguous ``chunks[:, :horizon]``."""
+    x = np.asarray(chunks)
+    if x.ndim != 3:
+        raise ValueError(f"chunks must be an (N, T, D) array, got shape {x.shape}")
+    if x.shape[0] < 2:
+        raise ValueError(f"need at least 2 chunks to form pairs, got N={x.shape[0]}")
+    if x.shape[1] < 1 or x.shape[2] < 1:
+        raise ValueError(f"chunks must have T >= 1 steps and D >= 1 dimensions, got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise ValueError(f"chunks must be real numbers, got dtype {x.dtype}")
+    if horizon is not None:
+        if horizon > x.shape[1]:
+            raise ValueError(f"horizon={horizon} exceeds the chunk length T={x.shape[1]}")
+        x = x[:, :horizon]
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        n, t, d = np.argwhere(bad)[0]
+        raise ValueError(f"chunks contain NaN/inf (first at chunk {n}, step {t}, dim {d})")
+    return x
+
+
+def fingerprint_chunks(x: np.ndarray) -> str:
+    """Stable hash of a float32 chunk array (shape + bytes)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    h = hashlib.sha256(json.dumps(list(x.shape)).encode())
+    h.update(x.tobytes())
+    return "sha256:" + h.hexdigest()[:32]
+
+
+def n_positives(n: int, quantile: float) -> int:
+    """K = floor(q (M - 1)) + 1 with M = n (n - 1) / 2 (see the module docstring)."""
+    m = n * (n - 1) // 2
+    return min(m, int(math.floor(quantile * (m - 1))) + 1)
+
+
+def cache_key(cfg: PairConfig, n: int, t: int, d: int, fingerprint: str | None) -> dict[str, Any]:
+    """The part of ``meta`` a cached result must match to be reused (results do not depend on backend)."""
+    return {
+        "format": FORMAT,
+        "engine_version": ENGINE_VERSION,
+        "n": n,
+        "T": t,
+        "D": d,
+        "horizon": cfg.horizon,
+        "mode": cfg.mode,
+        "quantile": cfg.quantile if cfg.topk is None else None,
+        "topk": cfg.topk,
+        "weights": cfg.weights,
+        "cost": cfg.cost,
+        "band": cfg.band,
+        "fingerprint": fingerprint,
+    }
+
+
+def meta_matches(meta: dict[str, Any], key: dict[str, Any]) -> list[str]:
+    """Names of the keys whose values differ (empty = the cached result can be reused)."""
+    return [k for k, v in key.items() if meta.get(k) != v]
+
+
+# ----------------------------------------------------------------------------------------------------
+# geometry of the search: sort order, transposed layout, boxes
+
+
+@dataclass
+class _Prepared:
+    x: np.ndarray  # (N, T, D) float32, sorted
+    xt: np.ndarray  # (T, D, N) float32
+    bmin: np.ndarray  # (D, N)
+    bmax: np.ndarray
+    s: np.ndarray  # (N,) float64, ascending
+    order: np.ndarray  # sorted position -> original index
+
+
+def _prepare(x: np.ndarray, seed: int) -> _Prepared:
+    n, t, _ = x.shape
+    f = x[:, 0, :] if t == 1 else np.concatenate([x[:, 0, :], x[:, -1, :]], axis=1)
+    f = f.astype(np.float64)
+    rng = np.random.default_rng(seed)
+    sub = f[rng.choice(n, size=min(n, 20000), replace=False)]
+    sub = sub - sub.mean(0)
+    # first principal direction: spreads the chunks most, so the gap bound stops rows soonest
+    _, _, vt = np.linalg.svd(sub, full_matrices=False)
+    u = vt[0] / np.linalg.norm(vt[0])
+    s_raw = f @ u
+    order = np.argsort(s_raw, kind="stable")
+    xs = np.ascontiguousarray(x[order])
+    return _Prepared(
+        x=xs,
+        xt=np.ascontiguousarray(xs.transpose(1, 2, 0)),
+        bmin=np.ascontiguousarray(xs.min(axis=1).T),
+        bmax=np.ascontiguousarray(xs.max(axis=1).T),
+        s=s_raw[order],
+        order=order,
+    )
+
+
+def _gap_limit(thr: float, euclid: bool) -> float:
+    """Largest projection gap |s_j - s_i| a pair with distance <= thr can have."""
+    if not math.isfinite(thr):
+        return math.inf
+    g = thr if euclid else math.sqrt(thr)
+    return g * (1 + 1e-6) + 1e-12
+
+
+# ----------------------------------------------------------------------------------------------------
+# the work directory: manifest + one file per finished strip
+
+
+class _Workdir:
+    def __init__(self, path: Path | None, manifest: dict[str, Any]):
+        self.path = path
+        self.manifest = manifest
+        if path is None:
+            return
+        path.mkdir(parents=True, exist_ok=True)
+        mpath = path / "manifest.json"
+        if mpath.exists():
+            old = json.loads(mpath.read_text())
+            diff = [k for k in manifest if old.get(k) != manifest[k]]
+            if diff:
+                raise ValueError(
+                    f"work directory {path} belongs to a different job (differs in {diff}: "
+                    f"{ {k: old.get(k) for k in diff} } vs { {k: manifest[k] for k in diff} }); "
+                    "use another --workdir or delete it"
+                )
+        else:
+            atomic_write_text(mpath, json.dumps(manifest, indent=1, sort_keys=True))
+
+    def strip_path(self, tag: str, k: int) -> Path | None:
+        return None if self.path is None else self.path / tag / f"strip_{k:06d}.npz"
+
+    def load(self, tag: str, k: int) -> dict[str, np.ndarray] | None:
+        p = self.strip_path(tag, k)
+        if p is None or not p.exists():
+            return None
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                return {name: z[name] for name in z.files}
+        except (OSError, ValueError):
+            return None  # unreadable: recompute it
+
+    def save(self, tag: str, k: int, arrays: dict[str, np.ndarray]) -> None:
+        p = self.strip_path(tag, k)
+        if p is not None:
+            atomic_save_npz(p, False, **arrays)
+
+
+# ----------------------------------------------------------------------------------------------------
+# strip computation (numba and torch)
+
+
+def _strip_numba(
+    prep: _Prepared, r0: int, r1: int, jmax: np.ndarray, band: int, euclid: bool, thr: float, tile_cols: int
+) -> dict[str, np.ndarray]:
+    n = prep.x.shape[0]
+    thr32 = np.float32(thr) if math.isfinite(thr) else np.float32(np.inf)
+    prune = np.float32(thr * (1 + REL_MARGIN)) if math.isfinite(thr) else np.float32(np.inf)
+    c_end = int(jmax[r0:r1].max()) if r1 > r0 else r0
+    parts_i, parts_j, parts_d = [], [], []
+    stats = np.zeros(3, dtype=np.int64)
+    rows = r1 - r0
+    for c0 in range(r0, max(c_end, r0 + 1), tile_cols):
+        c1 = min(n, c0 + tile_cols)
+        out_j = np.empty((rows, c1 - c0), dtype=np.int64)
+        out_d = np.empty((rows, c1 - c0), dtype=np.float32)
+        out_n = np.zeros(rows, dtype=np.int64)
+        st = np.zeros((rows, 3), dtype=np.int64)
+        kernels.strip_candidates(
+            prep.x,
+            prep.xt,
+            prep.bmin,
+            prep.bmax,
+            jmax,
+            r0,
+            r1,
+            c0,
+            c1,
+            band,
+            euclid,
+            thr32,
+            prune,
+            out_j,
+            out_d,
+            out_n,
+            st,
+        )
+        mask = np.arange(c1 - c0)[None, :] < out_n[:, None]
+        rr, _ = np.nonzero(mask)
+        parts_i.append((rr + r0).astype(np.int64))
+        parts_j.append(out_j[mask])
+        parts_d.append(out_d[mask])
+        stats += st.sum(0)
+    return {
+        "i": np.concatenate(parts_i) if parts_i else np.empty(0, np.int64),
+        "j": np.concatenate(parts_j) if parts_j else np.empty(0, np.int64),
+        "d": np.concatenate(parts_d) if parts_d else np.empty(0, np.float32),
+        "stats": stats,
+    }
+
+
+def _strip_torch(
+    prep: _Prepared, r0: int, r1: int, jmax: np.ndarray, band: int, euclid: bool, thr: float, device: Any
+) -> dict[str, np.ndarray]:
+    import torch
+
+    from class_core.similarity.torch_dtw import pair_distances_torch
+
+    ii = [np.full(max(0, int(jmax[i]) - i - 1), i, dtype=np.int64) for i in range(r0, r1)]
+    jj = [np.arange(i + 1, max(i + 1, int(jmax[i])), dtype=np.int64) for i in range(r0, r1)]
+    i_all = np.concatenate(ii) if ii else np.empty(0, np.int64)
+    j_all = np.concatenate(jj) if jj else np.empty(0, np.int64)
+    xt = _torch_x(prep, device)
+    d = (
+        pair_distances_torch(
+            xt, torch.from_numpy(i_all).to(device), torch.from_numpy(j_all).to(device), band, euclid
+        )
+        .cpu()
+        .numpy()
+    )
+    keep = d <= np.float32(thr) if math.isfinite(thr) else np.ones(d.shape, bool)
+    return {
+        "i": i_all[keep],
+        "j": j_all[keep],
+        "d": d[keep].astype(np.float32),
+        "stats": np.array([i_all.size, i_all.size, i_all.size], dtype=np.int64),
+    }
+
+
+_TORCH_CACHE: dict[tuple[int, str], Any] = {}
+
+
+def _torch_x(prep: _Prepared, device: Any) -> Any:
+    import torch
+
+    key = (id(prep.x), str(device))
+    if key not in _TORCH_CACHE:
+        _TORCH_CACHE.clear()
+        _TORCH_CACHE[key] = torch.from_numpy(prep.x).to(device)
+    return _TORCH_CACHE[key]
+
+
+def _topk_numba(prep: _Prepared, r0: int, r1: int, k: int, band: int, euclid: bool) -> dict[str, np.ndarray]:
+    rows = r1 - r0
+    cap = max(4 * k, k + 2 * LANES)
+    out_j = np.empty((rows, cap), dtype=np.int64)
+    out_d = np.empty((rows, cap), dtype=np.float32)
+    out_n = np.zeros(rows, dtype=np.int64)
+    st = np.zeros((rows, 3), dtype=np.int64)
+    kernels.topk_candidates(
+        prep.x,
+        prep.xt,
+        prep.bmin,
+        prep.bmax,
+        prep.s,
+        r0,
+        r1,
+        k,
+        band,
+        euclid,
+        np.float32(REL_MARGIN),
+        not euclid,
+        out_j,
+        out_d,
+        out_n,
+        st,
+    )
+    mask = np.arange(cap)[None, :] < out_n[:, None]
+    rr, _ = np.nonzero(mask)
+    return {"i": (rr + r0).astype(np.int64), "j": out_j[mask], "d": out_d[mask], "stats": st.sum(0)}
+
+
+def _topk_torch(
+    prep: _Prepared, r0: int, r1: int, k: int, band: int, euclid: bool, device: Any
+) -> dict[str, np.ndarray]:
+    import torch
+
+    from class_core.similarity.torch_dtw import pair_distances_torch
+
+    n = prep.x.shape[0]
+    xt = _torch_x(prep, device)
+    parts_i, parts_j, parts_d = [], [], []
+    rows_per_call = max(1, 65536 // n)
+    for b0 in range(r0, r1, rows_per_call):
+        b1 = min(r1, b0 + rows_per_call)
+        ii = np.repeat(np.arange(b0, b1, dtype=np.int64), n)
+        jj = np.tile(np.arange(n, dtype=np.int64), b1 - b0)
+        d = (
+            pair_distances_torch(
+                xt, torch.from_numpy(ii).to(device), torch.from_numpy(jj).to(device), band, euclid
+            )
+            .cpu()
+            .numpy()
+            .reshape(b1 - b0, n)
+        )
+        d[np.arange(b1 - b0), np.arange(b0, b1)] = np.inf  # not its own neighbour
+        kth = np.partition(d, k - 1, axis=1)[:, k - 1 : k]
+        keep = d <= kth * np.float32(1 + REL_MARGIN)
+        rr, cc = np.nonzero(keep)
+        parts_i.append(rr + b0)
+        parts_j.append(cc.astype(np.int64))
+        parts_d.append(d[rr, cc])
+    m = (r1 - r0) * (n - 1)
+    return {
+        "i": np.concatenate(parts_i),
+        "j": np.concatenate(parts_j),
+        "d": np.concatenate(parts_d),
+        "stats": np.array([m, m, m], dtype=np.int64),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------
+# distribution helpers (torch.distributed when initialised with world size > 1)
+
+
+def _dist_info() -> tuple[int, int]:
+    # a process group can only exist if torch was imported: don't import it (~1 GB RSS, seconds)
+    if "torch" not in sys.modules:
+        return 0, 1
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _broadcast(obj: Any) -> Any:
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _gather(obj: Any, rank: int, world: int) -> list[Any] | None:
+    import torch.distributed as dist
+
+    out: list[Any] | None = [None] * world if rank == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# the job
+
+
+def _sample_threshold(prep: _Prepared, cfg: PairConfig, band: int, euclid: bool) -> float:
+    """A distance a little above the q-quantile, from a sample of pairs (inf when M is small)."""
+    n = prep.x.shape[0]
+    m = n * (n - 1) // 2
+    if m <= 4 * cfg.sample_pairs:
+        return math.inf  # small job: collect every pair
+    rng = np.random.default_rng(cfg.seed + 1)
+    anchors = rng.integers(0, n, size=cfg.sample_pairs // LANES)
+    i = np.repeat(anchors, LANES)
+    j = rng.integers(0, n - 1, size=i.size)
+    j = j + (j >= i)  # uniform over j != i
+    d = pair_distances(prep.x, i, j, cfg.cost, cfg.band)
+    q = cfg.quantile
+    s = d.size
+    q_hi = q + 6.0 * math.sqrt(q * (1 - q) / s) + 20.0 / s
+    if q_hi >= 1.0:
+        return math.inf
+    return float(np.quantile(d.astype(np.float64), q_hi)) * (1 + 1e-3)
+
+
+def compute_pairs(
+    chunks: np.ndarray,
+    cfg: PairConfig | None = None,
+    *,
+    workdir: str | os.PathLike[str] | None = None,
+    fingerprint: str | None = None,
+    progress: bool = True,
+    device: Any = None,
+    interrupt_after: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> PairSet | None:
+    """Positive pairs of ``chunks`` (N, T, D) under ``cfg``.
+
+    ``workdir``: finished strips are kept there and reused by a rerun with the same job.
+    ``fingerprint``: dataset identity stored in ``meta`` (default: a hash of the chunks).
+    Under ``torch.distributed`` (world size > 1) strips are shared round-robin between ranks;
+    rank 0 returns the result, the other ranks ``None``.
+    ``interrupt_after``: test hook, raise ``Interrupted`` after that many strips were computed.
+    """
+    cfg = cfg or PairConfig()
+    cfg.validate()
+    x = check_chunks(chunks, cfg.horizon)
+    n, t, dim = x.shape
+    if cfg.topk is not None and cfg.topk > n - 1:
+        raise ValueError(f"topk={cfg.topk} exceeds N-1={n - 1}")
+    euclid = check_cost(cfg.cost)
+    band = check_band(cfg.band)
+    fp = fingerprint or fingerprint_chunks(x)
+    rank, world = _dist_info()
+    say = log or (lambda msg: None)
+    t0 = time.perf_counter()
+    dev = None
+    if cfg.backend == "torch":
+        from class_core.similarity.torch_dtw import default_device
+
+        dev = device or default_device()
+
+    prep = _prepare(x, cfg.seed)
+    key = cache_key(cfg, n, t, dim, fp)
+    strips = [(r0, min(n, r0 + cfg.strip_rows)) for r0 in range(0, n, cfg.strip_rows)]
+    mine = [k for k in range(len(strips)) if k % world == rank]
+    stats = np.zeros(3, dtype=np.int64)
+    computed = 0
+
+    def run_strips(tag: str, wd: _Workdir, fn: Callable[[int, int], dict[str, np.ndarray]]) -> list[Any]:
+        nonlocal computed
+        results = []
+        bar = tqdm(
+            total=len(mine),
+            desc=f"DTW {tag}",
+            unit="strip",
+            disable=not progress or rank != 0,
+            dynamic_ncols=True,
+        )
+        for k in mine:
+            res = wd.load(tag, k)
+            if res is None:
+                if interrupt_after is not None and computed >= interrupt_after:
+                    bar.close()
+                    raise Interrupted(f"interrupted after {computed} strips (test hook)")
+                res = fn(*strips[k])
+                wd.save(tag, k, res)
+                computed += 1
+            results.append(res)
+            bar.update(1)
+        bar.close()
+        return results
+
+    def gather_all(results: list[Any]) -> list[Any] | None:
+        if world == 1:
+            return results
+        got = _gather(results, rank, world)
+        return None if got is None else [r for part in got for r in part]
+
+    wdir = Path(workdir) if workdir is not None else None
+    if cfg.topk is None:
+        k_pos = n_positives(n, cfg.quantile)
+        thr = _sample_threshold(prep, cfg, band, euclid) if rank == 0 else 0.0
+        if world > 1:
+            thr = _broadcast(thr)
+        manifest = {**key, "strip_rows": cfg.strip_rows, "seed": cfg.seed, "sample_pairs": cfg.sample_pairs}
+        wd = _Workdir(wdir, manifest)
+        for attempt in range(8):
+            tag = "all" if not math.isfinite(thr) else f"thr_{thr:.9g}"
+            say(f"pass {attempt}: collecting pairs with float32 DTW <= {thr:.6g}")
+            jmax = np.searchsorted(prep.s, prep.s + _gap_limit(thr * (1 + REL_MARGIN), euclid), side="right")
+            jmax = np.minimum(jmax, n).astype(np.int64)
+
+            def fn(r0: int, r1: int, jmax: np.ndarray = jmax, thr: float = thr) -> dict[str, np.ndarray]:
+                if cfg.backend == "torch":
+                    return _strip_torch(prep, r0, r1, jmax, band, euclid, thr, dev)
+                return _strip_numba(prep, r0, r1, jmax, band, euclid, thr, cfg.tile_cols)
+
+            res_all = gather_all(run_strips(tag, wd, fn))
+            verdict: Any = None
+            if rank == 0:
+                assert res_all is not None
+                ci = np.concatenate([r["i"] for r in res_all])
+                cj = np.concatenate([r["j"] for r in res_all])
+                cd = np.concatenate([r["d"] for r in res_all])
+                stats = np.sum([r["stats"] for r in res_all], axis=0)
+                if ci.size < k_pos:
+                    verdict = thr * 1.5 + 1e-12  # estimate too low (unlikely): widen and rerun
+                else:
+                    v = float(np.partition(cd, k_pos - 1)[k_pos - 1])
+                    need = v * (1 + 2 * REL_MARGIN)
+                    verdict = need * 1.05 if (math.isfinite(thr) and need > thr) else "ok"
+            if world > 1:
+                verdict = _broadcast(verdict)
+            if verdict == "ok":
+                break
+            thr = float(verdict)
+        else:
+            raise RuntimeError("threshold search did not converge")  # pragma: no cover
+        if rank != 0:
+            return None
+        sel = cd <= np.float32(v * (1 + REL_MARGIN))
+        ci, cj = ci[sel], cj[sel]
+        d64 = pair_distances(prep.x.astype(np.float64), ci, cj, cfg.cost, cfg.band)
+        oi, oj = prep.order[ci], prep.order[cj]
+        lo, hi = np.minimum(oi, oj), np.maximum(oi, oj)
+        take = np.lexsort((hi, lo, d64))[:k_pos]
+        pi, pj, pd = lo[take], hi[take], d64[take]
+        threshold = float(pd.max())
+    else:
+        k = int(cfg.topk)
+        manifest = {**key, "strip_rows": cfg.strip_rows, "seed": cfg.seed}
+        wd = _Workdir(wdir, manifest)
+
+        def fn_k(r0: int, r1: int) -> dict[str, np.ndarray]:
+            if cfg.backend == "torch":
+                return _topk_torch(prep, r0, r1, k, band, euclid, dev)
+            return _topk_numba(prep, r0, r1, k, band, euclid)
+
+        res_all = gather_all(run_strips(f"topk_{k}", wd, fn_k))
+        if rank != 0:
+            return None
+        assert res_all is not None
+        ci = np.concatenate([r["i"] for r in res_all])
+        cj = np.concatenate([r["j"] for r in res_all])
+        stats = np.sum([r["stats"] for r in res_all], axis=0)
+        d64 = pair_distances(prep.x.astype(np.float64), ci, cj, cfg.cost, cfg.band)
+        oi, oj = prep.order[ci], prep.order[cj]
+        order = np.lexsort((oj, d64, oi))  # per anchor: by distance, ties by smaller j
+        oi, oj, d64 = oi[order], oj[order], d64[order]
+        starts = np.flatnonzero(np.r_[True, oi[1:] != oi[:-1]])
+        rank_in_row = np.arange(oi.size) - np.repeat(starts, np.diff(np.r_[starts, oi.size]))
+        keep = rank_in_row < k
+        lo = np.minimum(oi[keep], oj[keep])
+        hi = np.maximum(oi[keep], oj[keep])
+        pd_all = d64[keep]
+        code = lo * n + hi
+        _, first = np.unique(code, return_index=True)
+        pi, pj, pd = lo[first], hi[first], pd_all[first]
+        threshold = float(pd.max()) if pd.size else 0.0
+
+    order = np.lexsort((pj, pi))
+    pi, pj, pd = pi[order].astype(np.int64), pj[order].astype(np.int64), pd[order]
+    w = pair_weights(pd, pi, pj, cfg.weights)
+    m_pairs = n * (n - 1) // 2
+    meta = {
+        **key,
+        "threshold": threshold,
+        "k_pairs": int(pi.size),
+        "config": asdict(cfg),
+        "stats": {
+            "pairs_total": int(m_pairs) if cfg.topk is None else int(n * (n - 1)),
+            "pairs_in_range": int(stats[0]),
+            "pairs_after_lower_bounds": int(stats[1]),
+            "dtw_lanes": int(stats[2]),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "threads": numba.get_num_threads(),
+            "world_size": world,
+        },
+    }
+    return PairSet(pi, pj, pd, w, meta)

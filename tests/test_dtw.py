@@ -1,0 +1,114 @@
+"""DTW values against aeon (the authors' implementation) and between this project's kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from aeon.distances import dtw_distance as aeon_dtw
+from aeon.distances import dtw_pairwise_distance
+from aeon.distances.elastic._bounding_matrix import create_bounding_matrix
+
+from class_core.similarity import band_from_aeon_window, dtw_distance, pair_distances, pairwise_distances
+from class_core.similarity.dtw import sakoe_chiba_mask
+from class_core.similarity.torch_dtw import dtw_batch
+
+WINDOWS = [None, 0.0, 0.1, 0.25, 0.5, 1.0]
+
+
+@pytest.mark.parametrize("n,m", [(16, 16), (10, 13), (13, 10), (1, 5), (6, 1), (7, 7)])
+def test_reference_equals_aeon_incl_bands_and_lengths(n: int, m: int) -> None:
+    rng = np.random.default_rng(n * 100 + m)
+    for _ in range(3):
+        x, y = rng.normal(size=(n, 3)), rng.normal(size=(m, 3))
+        # aeon 1.6's dtw_distance disagrees with its own dense bounding matrix for unequal lengths
+        # with a window (e.g. 10 vs 13, window 0): bands are compared on equal lengths only
+        for w in WINDOWS if n == m else [None, 1.0]:
+            want = aeon_dtw(x.T, y.T, window=w)
+            got = dtw_distance(x, y, band=band_from_aeon_window(w, n, m))
+            assert got == pytest.approx(want, rel=1e-12, abs=1e-12), (n, m, w)
+
+
+@pytest.mark.parametrize("n,m", [(10, 13), (13, 10), (5, 16), (16, 16), (1, 4)])
+def test_band_mask_equals_aeon_bounding_matrix(n: int, m: int) -> None:
+    for w in WINDOWS:
+        want = create_bounding_matrix(n, m, window=w)
+        np.testing.assert_array_equal(sakoe_chiba_mask(n, m, band_from_aeon_window(w, n, m)), want)
+
+
+def test_known_value_zeros_vs_ones() -> None:
+    # 16 steps x 10 channels of unit differences: squared cost 10 per step along the diagonal
+    assert dtw_distance(np.zeros((16, 10)), np.ones((16, 10))) == 160.0
+    assert dtw_distance(np.zeros((16, 10)), np.ones((16, 10)), cost="euclidean") == pytest.approx(
+        16 * 10**0.5
+    )
+
+
+def test_euclidean_cost_is_min_over_paths_of_norms() -> None:
+    # brute-force the Euclidean-cost DP with a full cost matrix
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(9, 4)), rng.normal(size=(9, 4))
+    c = np.linalg.norm(x[:, None] - y[None], axis=-1)
+    acc = np.full((10, 10), np.inf)
+    acc[0, 0] = 0
+    for p in range(9):
+        for q in range(9):
+            if abs(p - q) <= 2:
+                acc[p + 1, q + 1] = c[p, q] + min(acc[p, q + 1], acc[p + 1, q], acc[p, q])
+    assert dtw_distance(x, y, cost="euclidean", band=2) == pytest.approx(acc[9, 9], rel=1e-12)
+
+
+@pytest.mark.parametrize("band", [None, 0, 1, 3, 15])
+def test_lane_kernel_matches_aeon_pairwise(band: int | None) -> None:
+    rng = np.random.default_rng(2)
+    x = np.cumsum(rng.normal(size=(40, 16, 10)), axis=1).astype(np.float32)
+    window = None if band is None else band / 16
+    want = dtw_pairwise_distance(x.transpose(0, 2, 1).astype(np.float64), window=window)
+    assert band_from_aeon_window(window, 16, 16) == band
+    got64 = pairwise_distances(x, band=band)
+    np.testing.assert_allclose(got64, want, rtol=1e-12, atol=1e-9)
+    iu = np.triu_indices(40, 1)
+    got32 = pair_distances(x, iu[0], iu[1], band=band)
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, want[iu], rtol=2e-6)
+
+
+def test_lane_kernel_euclidean_and_partial_blocks() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(12, 5, 3))
+    i = np.array([0, 0, 0, 3, 7, 11, 2])  # groups shorter than a SIMD block, repeated anchors
+    j = np.array([1, 5, 0, 3, 2, 4, 9])
+    got = pair_distances(x, i, j, cost="euclidean", band=1)
+    want = [dtw_distance(x[a], x[b], cost="euclidean", band=1) for a, b in zip(i, j, strict=True)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert got[2] == 0.0 and got[3] == 0.0
+
+
+@pytest.mark.parametrize("band,cost", [(-1, "sqeuclidean"), (2, "sqeuclidean"), (-1, "euclidean")])
+def test_torch_wavefront_matches_numba(band: int, cost: str) -> None:
+    rng = np.random.default_rng(4)
+    x = np.cumsum(rng.normal(size=(30, 16, 10)), axis=1)
+    i, j = np.triu_indices(30, 1)
+    want = pair_distances(x, i, j, cost=cost, band=None if band < 0 else band)
+    t = torch.from_numpy(x)
+    got = dtw_batch(t[torch.from_numpy(i)], t[torch.from_numpy(j)], band, cost == "euclidean").numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    # unequal lengths without a band
+    a, b = rng.normal(size=(4, 7, 3)), rng.normal(size=(4, 11, 3))
+    got_u = dtw_batch(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    np.testing.assert_allclose(got_u, [dtw_distance(a[k], b[k]) for k in range(4)], rtol=1e-12)
+
+
+def test_bad_input_errors() -> None:
+    with pytest.raises(ValueError, match="NaN"):
+        dtw_distance(np.full((3, 2), np.nan), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"\(T, D\)"):
+        dtw_distance(np.zeros(3), np.zeros(3))
+    with pytest.raises(ValueError, match="same number of dimensions"):
+        dtw_distance(np.zeros((3, 2)), np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="cost"):
+        dtw_distance(np.zeros((3, 2)), np.zeros((3, 2)), cost="manhattan")
+    with pytest.raises(ValueError, match="band"):
+        dtw_distance(np.zeros((3, 2)), np.zeros((3, 2)), band=-1)
+    with pytest.raises(ValueError, match="window"):
+        band_from_aeon_window(1.5, 3, 3)
