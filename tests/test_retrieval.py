@@ -1,0 +1,135 @@
+"""Retrieval math: neighbours, weights and averaging against an independent computation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from policy_fixtures import random_rotations
+
+from class_core.geometry import rot6d_to_matrix
+from class_core.policy.retrieval import (
+    IndexConfig,
+    KNNIndex,
+    RetrievalConfig,
+    exact_topk,
+    l2_normalize,
+    recall_at_k,
+    softmax_weights,
+    weighted_chunks,
+)
+
+
+def clustered(
+    rng: np.random.Generator, n: int, d: int, n_clusters: int = 20, spread: float = 0.3
+) -> np.ndarray:
+    centres = rng.normal(size=(n_clusters, d))
+    x = centres[rng.integers(0, n_clusters, n)] + spread * rng.normal(size=(n, d))
+    return l2_normalize(x)
+
+
+def reference_chunk(q: np.ndarray, bank: np.ndarray, chunks: np.ndarray, k: int, tau: float) -> np.ndarray:
+    """Plain-Python weighted mean: exact cosines, sort, softmax, weighted sum."""
+    cos = [float(np.dot(q.astype(np.float64), b.astype(np.float64))) for b in bank]
+    order = sorted(range(len(bank)), key=lambda i: -cos[i])[:k]
+    m = max(cos[i] for i in order)
+    w = [math.exp((cos[i] - m) / tau) for i in order]
+    total = sum(w)
+    out = np.zeros(chunks.shape[1:], dtype=np.float64)
+    for wi, i in zip(w, order, strict=True):
+        out += wi / total * chunks[i].astype(np.float64)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["flat", "pca_flat", "hnsw", "ivf"])
+def test_weighted_mean_matches_reference(kind: str) -> None:
+    rng = np.random.default_rng(1)
+    n, d, k, tau = 600, 24, 16, 0.05
+    bank = clustered(rng, n, d, spread=0.6)
+    chunks = rng.normal(size=(n, 16, 2)).astype(np.float32)
+    queries = clustered(rng, 5, d, spread=0.6)
+    cfg = IndexConfig(kind=kind, pca_dim=24, candidates=600, nlist=4, nprobe=4, ef_search=600)
+    index = KNNIndex.build(bank, cfg)
+    sims, idx = index.search(queries, k)
+    assert sims.shape == (5, k) and idx.dtype == np.int64
+    assert np.all(np.diff(sims, axis=1) <= 1e-6), "neighbours must be sorted best first"
+    np.testing.assert_allclose(sims, np.take_along_axis(queries @ bank.T, idx, axis=1), atol=1e-5)
+    got = weighted_chunks(sims, idx, chunks, tau)
+    for b in range(5):
+        np.testing.assert_allclose(got[b], reference_chunk(queries[b], bank, chunks, k, tau), atol=1e-5)
+
+
+def test_softmax_weights_small_tau_is_stable() -> None:
+    sims = np.array([[0.99, 0.98, 0.5, -1.0]])
+    w = softmax_weights(sims, 0.001)
+    assert np.isfinite(w).all() and abs(w.sum() - 1) < 1e-12
+    assert w[0, 0] > 0.9999  # exp(10) ratio over the second
+
+
+def test_rot6d_output_is_orthonormal_and_equals_gram_schmidt_of_mean() -> None:
+    rng = np.random.default_rng(2)
+    n, k = 200, 64
+    bank = clustered(rng, n, 16)
+    mats = random_rotations(rng, n * 16).reshape(n, 16, 3, 3)
+    r6 = np.concatenate([mats[..., :, 0], mats[..., :, 1]], axis=-1)
+    chunks = np.concatenate(
+        [rng.normal(size=(n, 16, 3)), r6, rng.uniform(0, 1, size=(n, 16, 1))], axis=-1
+    ).astype(np.float32)
+    index = KNNIndex.build(bank)
+    q = clustered(rng, 3, 16)
+    sims, idx = index.search(q, k)
+    out = weighted_chunks(sims, idx, chunks, tau=0.5, rot6d=(3, 9))
+    m = rot6d_to_matrix(out[..., 3:9].astype(np.float64))
+    eye = np.broadcast_to(np.eye(3), m.shape)
+    np.testing.assert_allclose(np.swapaxes(m, -1, -2) @ m, eye, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.det(m), 1.0, atol=1e-5)
+    # position and gripper are the plain weighted mean; rotation is Gram-Schmidt of the mean
+    for b in range(3):
+        ref = reference_chunk(q[b], bank, chunks, k, 0.5)
+        np.testing.assert_allclose(out[b][:, :3], ref[:, :3], atol=1e-5)
+        np.testing.assert_allclose(out[b][:, 9:], ref[:, 9:], atol=1e-5)
+        a = ref[:, 3:6] / np.linalg.norm(ref[:, 3:6], axis=-1, keepdims=True)
+        np.testing.assert_allclose(out[b][:, 3:6], a, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["pca_flat", "hnsw", "ivf"])
+def test_approximate_indexes_recall_on_clustered_data(kind: str) -> None:
+    rng = np.random.default_rng(3)
+    # low intrinsic dimension embedded in 256-d, like keypoint latents along trajectories
+    latent = rng.normal(size=(4000, 8))
+    lift = rng.normal(size=(8, 256))
+    bank = l2_normalize(np.tanh(latent @ lift / 3) + 0.02 * rng.normal(size=(4000, 256)))
+    q = l2_normalize(np.tanh(rng.normal(size=(50, 8)) @ lift / 3) + 0.02 * rng.normal(size=(50, 256)))
+    cfg = IndexConfig(kind=kind, pca_dim=32, candidates=256, nlist=64, nprobe=32)
+    index = KNNIndex.build(bank, cfg)
+    _, idx = index.search(q, 64)
+    assert recall_at_k(idx, exact_topk(bank, q, 64)) >= 0.99
+
+
+@pytest.mark.parametrize("kind", ["flat", "pca_flat", "hnsw", "ivf"])
+def test_index_serialisation_round_trip(kind: str) -> None:
+    rng = np.random.default_rng(4)
+    bank = clustered(rng, 1000, 32)
+    cfg = IndexConfig(kind=kind, pca_dim=16, nlist=8, nprobe=8)
+    index = KNNIndex.build(bank, cfg)
+    again = KNNIndex.from_bytes(index.to_bytes(), bank, cfg)
+    q = clustered(rng, 4, 32)
+    for a, b in zip(index.search(q, 10), again.search(q, 10), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_inputs_fail_clearly() -> None:
+    rng = np.random.default_rng(5)
+    bank = clustered(rng, 50, 8)
+    with pytest.raises(ValueError, match="retrieval.index.candidates"):
+        RetrievalConfig(k=64, index=IndexConfig(kind="hnsw", candidates=10)).validate()
+    with pytest.raises(ValueError, match="retrieval.tau_nn"):
+        RetrievalConfig(tau_nn=0.0).validate()
+    with pytest.raises(ValueError, match="NaN"):
+        KNNIndex.build(np.full((3, 4), np.nan, dtype=np.float32))
+    index = KNNIndex.build(bank)
+    with pytest.raises(ValueError, match="dimension 9"):
+        index.search(np.zeros((1, 9), np.float32), 4)
+    with pytest.raises(ValueError, match="index holds"):
+        KNNIndex(index.index, bank[:10], IndexConfig())
