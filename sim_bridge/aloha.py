@@ -12,9 +12,9 @@ step, the sign drawn per episode).
 We drive dm_control directly instead of through `gym.make("gym_aloha/AlohaTransferCube-v0")`:
 the gym wrapper renders three 640x480 cameras every step and cannot be seeded reproducibly.
 
-The scripted demonstrator follows ACT's recipe: plan end-effector waypoints from the cube pose,
-execute them in gym-aloha's mocap ("end effector") model, record the joint trajectory, and replay
-it as joint actions in the task's joint-controlled model.
+The scripted demonstrator follows ACT's transfer waypoints, but reaches them by inverse kinematics
+on the joint model itself (the mocap "end effector" model ACT plans in holds the grippers at a
+pose-dependent offset under MuJoCo 3.x, so its joint trajectories miss the cube).
 """
 
 from __future__ import annotations
@@ -31,20 +31,20 @@ VARIANTS = ("fixed-view", "rot-view")
 DEFAULT_MAX_STEPS = 400  # ACT's episode length at 50 Hz; the paper evaluates up to 600
 
 
-def _aloha_modules() -> tuple[Any, Any, Any, Any, Any]:
+def _aloha_modules() -> tuple[Any, Any, Any, Any]:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from dm_control import mujoco as dm_mujoco
     from dm_control.rl import control
     from gym_aloha import constants
-    from gym_aloha.tasks import sim, sim_end_effector
+    from gym_aloha.tasks import sim
 
-    return dm_mujoco, control, constants, sim, sim_end_effector
+    return dm_mujoco, control, constants, sim
 
 
 def _make_joint_env(box_pose_ref: list[np.ndarray]) -> Any:
-    dm_mujoco, control, constants, sim, _ = _aloha_modules()
+    dm_mujoco, control, constants, sim = _aloha_modules()
 
-    class _TransferCube(sim.TransferCubeTask):  # type: ignore[misc, name-defined]
+    class _TransferCube(sim.TransferCubeTask):  # type: ignore[name-defined]
         def initialize_episode(self, physics: Any) -> None:
             sim.BOX_POSE[0] = box_pose_ref[0]  # gym-aloha reads the cube pose from this global
             super().initialize_episode(physics)
@@ -55,27 +55,6 @@ def _make_joint_env(box_pose_ref: list[np.ndarray]) -> Any:
     physics = dm_mujoco.Physics.from_xml_path(str(constants.ASSETS_DIR / "bimanual_viperx_transfer_cube.xml"))
     return control.Environment(
         physics, _TransferCube(), float("inf"), control_timestep=constants.DT, flat_observation=False
-    )
-
-
-def _make_ee_env(box_pose_ref: list[np.ndarray]) -> Any:
-    dm_mujoco, control, constants, _, sim_ee = _aloha_modules()
-
-    class _TransferCubeEE(sim_ee.TransferCubeEndEffectorTask):  # type: ignore[misc, name-defined]
-        def initialize_episode(self, physics: Any) -> None:
-            self.initialize_robots(physics)
-            i = physics.model.name2id("red_box_joint", "joint")
-            start = physics.model.jnt_qposadr[i]
-            np.copyto(physics.data.qpos[start : start + 7], box_pose_ref[0])
-            sim_ee.base.Task.initialize_episode(self, physics)
-
-        def get_observation(self, physics: Any) -> dict[str, Any]:
-            return {"qpos": self.get_qpos(physics), "gripper_ctrl": physics.data.ctrl.copy()}
-
-    xml = constants.ASSETS_DIR / "bimanual_viperx_end_effector_transfer_cube.xml"
-    physics = dm_mujoco.Physics.from_xml_path(str(xml))
-    return control.Environment(
-        physics, _TransferCubeEE(), float("inf"), control_timestep=constants.DT, flat_observation=False
     )
 
 
@@ -196,160 +175,224 @@ class AlohaTransferTask(Task):
 
 
 # ---- scripted demonstrator ------------------------------------------------------------------
-def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product of (w, x, y, z) quaternions."""
-    w1, x1, y1, z1 = a
-    w2, x2, y2, z2 = b
-    return np.array(
-        [
-            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-        ]
-    )
+# Point midway between the finger pads, in each arm's gripper_link frame (measured on the finger
+# meshes: the pads span x 0.064 .. 0.154 and meet at y = 0 when closed).
+GRASP_POINT = np.array([0.125, 0.0, 0.0])
+_ARM_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
+_OPEN, _CLOSED = 1.0, 0.0  # gym-aloha's normalised gripper action
 
 
-def _axis_quat(axis: tuple[float, float, float], degrees: float) -> np.ndarray:
-    h = np.deg2rad(degrees) / 2
-    return np.r_[np.cos(h), np.sin(h) * np.asarray(axis, dtype=np.float64)]
+def _pick_rotation(pitch_deg: float) -> np.ndarray:
+    """Right gripper_link orientation for picking: approach axis (x) along -x tilted down by
+    `pitch_deg`, fingers closing along world y."""
+    p = np.deg2rad(pitch_deg)
+    x = np.array([-np.cos(p), 0.0, -np.sin(p)])
+    y = np.array([0.0, -1.0, 0.0])
+    return np.column_stack([x, y, np.cross(x, y)])
 
 
-def _interpolate(waypoints: list[dict[str, Any]], t: float) -> tuple[np.ndarray, np.ndarray, float]:
-    for a, b in zip(waypoints[:-1], waypoints[1:], strict=True):
-        if a["t"] <= t <= b["t"]:
-            f = (t - a["t"]) / max(b["t"] - a["t"], 1e-9)
-            xyz = a["xyz"] + f * (b["xyz"] - a["xyz"])
-            q = a["quat"] + f * (b["quat"] - a["quat"])
-            return xyz, q / np.linalg.norm(q), float(a["gripper"] + f * (b["gripper"] - a["gripper"]))
-    last = waypoints[-1]
-    return last["xyz"], last["quat"], float(last["gripper"])
+# Left gripper at the handover: approaching along +x, fingers closing vertically (ACT's pose).
+_LEFT_MEET_ROT = np.column_stack([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 
 
-# Centre between the finger pads in each arm's mocap frame (measured in the gym-aloha model).
-TIP_OFFSET = {"left": np.array([0.0928, 0.0, 0.0114]), "right": np.array([-0.0928, 0.0, 0.0114])}
+def _rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Rotation vector (world frame) taking `current` to `target`."""
+    from scipy.spatial.transform import Rotation
+
+    return np.asarray(Rotation.from_matrix(target @ current.T).as_rotvec())
 
 
-def _quat_to_mat(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+class _ArmIK:
+    """Damped least-squares inverse kinematics of one arm's grasp point on a scratch MjData."""
+
+    def __init__(self, model: Any, side: str) -> None:
+        import mujoco
+
+        self.mj = mujoco
+        self.model = model
+        self.body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, f"vx300s_{side}/gripper_link")
+        joint = mujoco.mjtObj.mjOBJ_JOINT
+        jids = [mujoco.mj_name2id(model, joint, f"vx300s_{side}/{j}") for j in _ARM_JOINTS]
+        self.qadr = np.array([model.jnt_qposadr[j] for j in jids])
+        self.dadr = np.array([model.jnt_dofadr[j] for j in jids])
+        self.lo = np.array([model.jnt_range[j][0] for j in jids])
+        self.hi = np.array([model.jnt_range[j][1] for j in jids])
+        self.jacp = np.zeros((3, model.nv))
+        self.jacr = np.zeros((3, model.nv))
+
+    def pose(self, data: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Grasp-point position and gripper_link rotation for the kinematics in `data`."""
+        rot = data.xmat[self.body].reshape(3, 3).copy()
+        return data.xpos[self.body] + rot @ GRASP_POINT, rot
+
+    def solve(
+        self, data: Any, q0: np.ndarray, pos: np.ndarray, rot: np.ndarray, iters: int = 10
+    ) -> np.ndarray:
+        """Joint angles (6) that put the grasp point at `pos` with orientation `rot`, from `q0`."""
+        mj, m = self.mj, self.model
+        q = np.clip(q0.astype(np.float64), self.lo, self.hi)
+        w_rot = 0.3  # metres per radian: position matters most
+        for _ in range(iters):
+            data.qpos[self.qadr] = q
+            mj.mj_kinematics(m, data)
+            mj.mj_comPos(m, data)
+            cur_pos, cur_rot = self.pose(data)
+            err = np.r_[pos - cur_pos, w_rot * _rotation_error(rot, cur_rot)]
+            if np.linalg.norm(err) < 1e-4:
+                break
+            mj.mj_jac(m, data, self.jacp, self.jacr, cur_pos, self.body)
+            jac = np.vstack([self.jacp[:, self.dadr], w_rot * self.jacr[:, self.dadr]])
+            dq = jac.T @ np.linalg.solve(jac @ jac.T + 1e-4 * np.eye(6), err)
+            q = np.clip(q + np.clip(dq, -0.2, 0.2), self.lo, self.hi)
+        return q
 
 
-def transfer_waypoints(
-    box_xyz: np.ndarray, rng: np.random.Generator | None, episode_len: int = 400
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Mocap waypoints for both arms, after ACT's pick-and-transfer script but placed by fingertip
-    position (ACT's numbers assume another mocap-gripper offset than this MuJoCo gives).
+Waypoint = tuple[float, Any, np.ndarray, float]  # (step, position or state -> position, rotation, gripper)
 
-    `box_xyz` is the cube centre at rest. With `rng`, the meeting point, approach height, grasp
-    point and timing are perturbed."""
 
-    def u(lo: float, hi: float) -> float:
-        return float(rng.uniform(lo, hi)) if rng is not None else 0.5 * (lo + hi)
+class _Track:
+    """Time-indexed waypoints for one arm. A waypoint position may be a function of the task,
+    evaluated once, when the segment that ends at it begins (closed loop on the cube pose)."""
 
-    init_left = np.array([-0.31718881, 0.5, 0.29525084])
-    init_right = np.array([0.31718881, 0.49999888, 0.29525084])
-    ident = np.array([1.0, 0.0, 0.0, 0.0])
-    pick_quat = _quat_mul(ident, _axis_quat((0.0, 1.0, 0.0), -60.0 + u(-5, 5)))
-    meet_left_quat = _axis_quat((1.0, 0.0, 0.0), 90.0)
-    meet = np.array([u(-0.02, 0.02), 0.5 + u(-0.02, 0.02), 0.25 + u(-0.015, 0.015)])
-    s = episode_len / 400.0 * u(0.92, 1.0)  # overall timing scale
-    grasp = np.asarray(box_xyz, dtype=np.float64) + [u(-0.004, 0.004), u(-0.004, 0.004), u(0.0, 0.006)]
-    above = grasp + [0.0, 0.0, u(0.06, 0.1)]
+    def __init__(self, waypoints: list[Waypoint]) -> None:
+        self.wps = waypoints
+        self.cache: dict[int, np.ndarray] = {}
 
-    def wp(
-        t: float, side: str, tip: np.ndarray | None, quat: np.ndarray, g: float, xyz: Any = None
-    ) -> dict[str, Any]:
-        quat = np.asarray(quat, dtype=np.float64)
-        if tip is not None:
-            xyz = np.asarray(tip) - _quat_to_mat(quat) @ TIP_OFFSET[side]
-        return {"t": t * s, "xyz": np.asarray(xyz, dtype=np.float64), "quat": quat, "gripper": g}
+    def _pos(self, i: int, task: AlohaTransferTask) -> np.ndarray:
+        if i not in self.cache:
+            p = self.wps[i][1]
+            self.cache[i] = np.asarray(p(task) if callable(p) else p, dtype=np.float64)
+        return self.cache[i]
 
-    lq = meet_left_quat
-    left = [
-        wp(0, "left", None, ident, 0, xyz=init_left),
-        wp(100, "left", meet + [-0.12, 0, 0], lq, 1),
-        wp(260, "left", meet + [-0.012, 0, 0], lq, 1),
-        wp(310, "left", meet + [-0.012, 0, 0], lq, 0),
-        wp(360, "left", meet + [-0.12, 0, 0], lq, 0),
-        wp(400, "left", meet + [-0.12, 0, 0], lq, 0),
-    ]
-    right = [
-        wp(0, "right", None, ident, 0, xyz=init_right),
-        wp(90, "right", above, pick_quat, 1),
-        wp(130, "right", grasp, pick_quat, 1),
-        wp(170, "right", grasp, pick_quat, 0),
-        wp(200, "right", meet + [0.05, 0, 0], pick_quat, 0),
-        wp(220, "right", meet, pick_quat, 0),
-        wp(310, "right", meet, pick_quat, 1),
-        wp(360, "right", meet + [0.1, 0, 0], pick_quat, 1),
-        wp(400, "right", meet + [0.2, 0, 0], pick_quat, 1),
-    ]
-    return left, right
+    def at(self, t: float, task: AlohaTransferTask) -> tuple[np.ndarray, np.ndarray, float]:
+        from scipy.spatial.transform import Rotation, Slerp
+
+        for i in range(len(self.wps) - 1):
+            t0, _, r0, g0 = self.wps[i]
+            t1, _, r1, g1 = self.wps[i + 1]
+            if t <= t1:
+                f = float(np.clip((t - t0) / max(t1 - t0, 1e-9), 0.0, 1.0))
+                f = f * f * (3 - 2 * f)  # smoothstep: no velocity jumps at waypoints
+                p0, p1 = self._pos(i, task), self._pos(i + 1, task)
+                rot = Slerp([0.0, 1.0], Rotation.from_matrix(np.stack([r0, r1])))(f).as_matrix()
+                return p0 + f * (p1 - p0), rot, g0 + f * (g1 - g0)
+        _, _, r, g = self.wps[-1]
+        return self._pos(len(self.wps) - 1, task), r, g
 
 
 class AlohaTransferExpert:
-    """Scripted transfer: plans in the mocap model, replays joints in the task's model.
+    """Scripted transfer by inverse kinematics on the task's own joint model.
 
-    `reset()` after `task.reset(...)`; the plan is made at the first `select_action`. The replayed
-    trajectory has `task.max_steps` actions (the last one repeated)."""
+    Both grippers follow time-indexed waypoints (after ACT's transfer script): the right arm goes
+    above the cube, descends, closes, lifts to a meeting point; the left arm waits beside it,
+    moves in around the cube's actual position, closes; the right opens and backs off, the left
+    pulls the cube away. Each step the waypoint pose is turned into joint targets by damped least
+    squares on the gripper's grasp point, warm-started from the previous solution; an integral term
+    removes the position actuators' steady-state (gravity) error. Per-episode randomness: meeting
+    point, grasp offsets, approach height, pick pitch, timing.
+
+    `reset()` after `task.reset(...)`; the plan is made at the first `select_action`.
+    """
 
     def __init__(self, task: AlohaTransferTask, seed: int | None = None, noise: bool = True) -> None:
+        import mujoco
+
         self.task = task
         self.noise = noise
         self.rng = np.random.default_rng(seed)
-        self._ee_env: Any = None
-        self._ee_box = [np.zeros(7)]
-        self._plan: np.ndarray | None = None
+        model = task.physics.model.ptr
+        self._scratch = mujoco.MjData(model)
+        self.arms = {side: _ArmIK(model, side) for side in ("left", "right")}
+        self.tracks: dict[str, _Track] = {}
+        self.q = {side: np.zeros(6) for side in self.arms}
+        self.bias = {side: np.zeros(3) for side in self.arms}
         self._t = 0
+        self._end = 0.0
+        self._planned = False
 
     def reset(self) -> None:
-        self._plan = None
+        self._planned = False
         self._t = 0
 
     def reseed(self, seed: int | None) -> None:
         self.rng = np.random.default_rng(seed)
 
-    def plan(self, box_pose: np.ndarray, n_steps: int) -> np.ndarray:
-        """Joint actions (n_steps, 14) that transfer a cube at `box_pose` (pos 3 + wxyz 4)."""
-        _, _, constants, _, _ = _aloha_modules()
-        self._ee_box[0] = np.asarray(box_pose, dtype=np.float64)
-        if self._ee_env is None:
-            self._ee_env = _make_ee_env(self._ee_box)  # its reset reads the cube pose from _ee_box
-        env = self._ee_env
-        ts = env.reset()
-        left, right = transfer_waypoints(box_pose[:3], self.rng if self.noise else None)
-        traj = [np.asarray(ts.observation["qpos"], dtype=np.float64)]
-        for t in range(n_steps - 1):
-            lx, lq, lg = _interpolate(left, t)
-            rx, rq, rg = _interpolate(right, t)
-            ts = env.step(np.concatenate([lx, lq, [lg], rx, rq, [rg]]))
-            q = np.asarray(ts.observation["qpos"], dtype=np.float64).copy()
-            ctrl = ts.observation["gripper_ctrl"]
-            # replay the commanded gripper positions, not the measured ones (as ACT does)
-            q[6] = constants.normalize_puppet_gripper_position(ctrl[0])
-            q[13] = constants.normalize_puppet_gripper_position(ctrl[2])
-            traj.append(q)
-        return np.stack(traj)
+    def u(self, lo: float, hi: float) -> float:
+        return float(self.rng.uniform(lo, hi)) if self.noise else 0.5 * (lo + hi)
+
+    def _measured(self, side: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.arms[side].pose(self.task.physics.data.ptr)
+
+    def plan(self) -> None:
+        task = self.task
+        data = task.physics.data.ptr
+        for side, arm in self.arms.items():
+            self.q[side] = data.qpos[arm.qadr].copy()
+            self.bias[side] = np.zeros(3)
+        s = self.u(0.9, 1.0) * task.max_steps / 400  # timing scale (ACT's 400-step script)
+        box = task.box_pose()[:3]
+        # the cube is dropped from z = 0.05 at reset: plan the grasp for it resting (centre 0.02)
+        grasp_off = np.array([self.u(-0.004, 0.006), self.u(-0.004, 0.004), self.u(0.004, 0.01)])
+        grasp = np.r_[box[:2], 0.02] + grasp_off
+        above = grasp + [0.0, 0.0, self.u(0.07, 0.11)]
+        pick = _pick_rotation(60.0 + self.u(-5.0, 5.0))
+        meet = np.array([self.u(-0.02, 0.02), 0.5 + self.u(-0.02, 0.02), 0.25 + self.u(-0.015, 0.015)])
+        depth = self.u(0.008, 0.016)  # how far the left grasp point reaches past the cube's -x face
+
+        def cube_then(offset: np.ndarray) -> Any:
+            return lambda tk: tk.box_pose()[:3] + offset
+
+        r0, rr0 = self._measured("right")
+        l0, lr0 = self._measured("left")
+        g0 = float(task._last_qpos[6])
+        right: list[Waypoint] = [
+            (0, r0, rr0, g0),
+            (90 * s, above, pick, _OPEN),
+            (130 * s, grasp, pick, _OPEN),
+            (165 * s, grasp, pick, _CLOSED),
+            (200 * s, meet + [0.05, 0.0, 0.03], pick, _CLOSED),
+            (220 * s, meet, pick, _CLOSED),
+            (300 * s, meet, pick, _CLOSED),
+            (320 * s, meet, pick, _OPEN),
+            (360 * s, meet + [0.1, 0.0, 0.02], pick, _OPEN),
+        ]
+        stand_off = np.array([-0.02 - 0.1, 0.0, 0.0])
+        left: list[Waypoint] = [
+            (0, l0, lr0, g0),
+            (100 * s, meet + stand_off, _LEFT_MEET_ROT, _OPEN),
+            (225 * s, meet + stand_off, _LEFT_MEET_ROT, _OPEN),
+            # read at step 225, once the right arm holds the cube still: aim at its measured pose
+            (265 * s, cube_then(np.array([-0.02 + depth, 0.0, 0.0])), _LEFT_MEET_ROT, _OPEN),
+            (295 * s, lambda tk: self.tracks["left"]._pos(3, tk), _LEFT_MEET_ROT, _CLOSED),
+            (360 * s, lambda tk: self.tracks["left"]._pos(3, tk) + [-0.1, 0.0, 0.0], _LEFT_MEET_ROT, _CLOSED),
+        ]
+        self.tracks = {"left": _Track(left), "right": _Track(right)}
+        self._end = 360 * s
+        self._planned = True
 
     def select_action(self, obs: Any = None) -> np.ndarray:
-        if self._plan is None:
-            box = self.task.box_pose()
-            box[2] = 0.02  # the cube (half size 0.02) is dropped from z = 0.05: plan for it at rest
-            self._plan = self.plan(box, self.task.max_steps)
-        a = self._plan[min(self._t, len(self._plan) - 1)]
+        if not self._planned:
+            self.plan()
+        t = self._t
         self._t += 1
-        return a.astype(np.float32)
+        out = []
+        for side in ("left", "right"):
+            pos, rot, grip = self.tracks[side].at(t, self.task)
+            meas, _ = self._measured(side)
+            # integral on the measured grasp point; frozen while the gripper moves fast or
+            # pushes on something (large error)
+            err = pos - meas
+            if np.linalg.norm(err) < 0.02:
+                self.bias[side] = np.clip(self.bias[side] + 0.1 * err, -0.02, 0.02)
+            arm = self.arms[side]
+            self._scratch.qpos[:] = self.task.physics.data.qpos
+            self.q[side] = arm.solve(self._scratch, self.q[side], pos + self.bias[side], rot)
+            out.append(np.r_[self.q[side], grip])
+        return np.concatenate(out).astype(np.float32)
 
     @property
     def done(self) -> bool:
-        return self._plan is not None and self._t >= len(self._plan)
+        return self._planned and self._t >= self._end
 
 
 register_task(

@@ -4,9 +4,10 @@ Each expert is a small phase machine: every phase names a target grip-site pose 
 about world z, gripper pointing down) computed from the current object poses, and a gripper
 command. The commanded pose moves towards the target at a capped speed (so the 10-D absolute
 actions form smooth trajectories, like teleoperated ones), and a phase ends once the commanded pose
-has arrived and the measured pose is within tolerance. Variation between demonstrations comes from
-per-episode random parameters (speeds, heights, grasp offsets, pauses) and a small smooth
-(Ornstein-Uhlenbeck) perturbation of the commanded position.
+has arrived and the measured pose is within tolerance, or once its own object-state test passes; a
+phase may time out and move on or retry an earlier phase, so no episode stalls in one. Variation
+between demonstrations comes from per-episode random parameters (speeds, heights, grasp offsets,
+pauses) and a small smooth (Ornstein-Uhlenbeck) perturbation of the commanded position.
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ class Phase:
     hold: int = 0  # extra steps to stay once arrived (e.g. to close the gripper)
     speed_scale: float = 1.0
     track: bool = False  # re-evaluate the target every step (closed loop on object poses)
+    # finish test on object state instead of the grip-site tolerance (e.g. "nut over the peg")
+    until: Callable[[dict[str, np.ndarray]], bool] | None = None
+    timeout: int = 0  # steps after which the phase gives up (0: never)
+    on_timeout: str = ""  # phase to go back to on timeout (a retry); "" moves on to the next phase
+    retries: int = 2  # how often `on_timeout` may send the machine back
+    then: str = ""  # phase to go to once finished ("" the next one, "end" the demonstration is over)
 
 
 class ScriptedExpert:
@@ -76,6 +83,11 @@ class ScriptedExpert:
         self.rng = np.random.default_rng(0)
         self.frozen: tuple[np.ndarray, float] | None = None
         self.bias = np.zeros(3)
+        self.phase_steps = 0
+        self.retries_left: dict[int, int] = {}
+
+    # cap on the integral correction: it winds up while a finger rests on an object
+    bias_clip = 0.03
 
     def plan(self, task: RobosuiteTask, state: dict[str, np.ndarray]) -> list[Phase]:
         raise NotImplementedError
@@ -100,6 +112,21 @@ class ScriptedExpert:
         self.hold_left = -1
         self.frozen = None
         self.bias = np.zeros(3)
+        self.phase_steps = 0
+        self.retries_left = {i: ph.retries for i, ph in enumerate(self.phases)}
+
+    def _index(self, name: str, default: int) -> int:
+        if not name:
+            return default
+        if name == "end":
+            return len(self.phases)
+        return next(i for i, p in enumerate(self.phases) if p.name == name)
+
+    def _goto(self, idx: int) -> None:
+        self.idx = idx
+        self.hold_left = -1
+        self.frozen = None
+        self.phase_steps = 0
 
     @property
     def done(self) -> bool:
@@ -130,18 +157,27 @@ class ScriptedExpert:
         meas, _ = task.ee_pose()
         if arrived:
             # the OSC controller has no integral term: remove its steady-state error once settled
-            self.bias = np.clip(self.bias + 0.15 * (tgt_pos - meas), -0.03, 0.03)
+            self.bias = np.clip(self.bias + 0.15 * (tgt_pos - meas), -self.bias_clip, self.bias_clip)
         pos_out = self.cmd_pos + self.bias + (0.0 if arrived else 1.0) * self.ou
         if not self.done:
-            if arrived and np.linalg.norm(meas - tgt_pos) <= ph.tol:
+            self.phase_steps += 1
+            if ph.until is not None:  # object-state test: the commanded pose need not have arrived
+                finished = ph.until(state)
+            else:
+                finished = arrived and bool(np.linalg.norm(meas - tgt_pos) <= ph.tol)
+            if finished:
                 if self.hold_left < 0:
                     self.hold_left = ph.hold
                 if self.hold_left == 0:
-                    self.idx += 1
-                    self.hold_left = -1
-                    self.frozen = None
+                    self._goto(self._index(ph.then, self.idx + 1))
                 else:
                     self.hold_left -= 1
+            elif ph.timeout and self.phase_steps >= ph.timeout:
+                if ph.on_timeout and self.retries_left[self.idx] > 0:
+                    self.retries_left[self.idx] -= 1
+                    self._goto(self._index(ph.on_timeout, self.idx + 1))
+                else:  # moving on beats stalling for the rest of the episode
+                    self._goto(self._index(ph.then, self.idx + 1))
         rot = down_rotation(self.cmd_yaw)
         return np.concatenate([pos_out, matrix_to_rot6d(rot), [ph.gripper]]).astype(np.float32)
 
@@ -235,60 +271,122 @@ class StackExpert(ScriptedExpert):
         ]
 
 
+# Square nut (robosuite square-nut.xml): the ring's outer edge is 0.044 from the nut centre along
+# its x axis, the handle reaches out to 0.079; the hole (half-width 0.0228) clears the peg
+# (half-width 0.016) by 6.8 mm per side. Success: nut centre within 0.03 of the peg in x and y,
+# below table + 0.05, and the grip site more than about 0.042 from the nut centre.
+_HANDLE_GRASP = 0.058  # along the handle: the fingers clear the ring, and the nut's lever stays short
+_PEG_HALF_HEIGHT = 0.1
+
+
+def _placing_yaw(nut_yaw: float) -> float:
+    """The axis-aligned nut yaw closest to `nut_yaw` whose handle (nut x axis) does not point
+    along world +x (away from the robot base)."""
+    options = [k * np.pi / 2 for k in range(-2, 3) if np.cos(k * np.pi / 2) < 0.5]
+    return min(options, key=lambda t: abs(closest_equivalent(t - nut_yaw, 2 * np.pi)))
+
+
 class SquareExpert(ScriptedExpert):
     task_name = "square"
+    bias_clip = 0.015
 
     def plan(self, task: RobosuiteTask, state: dict[str, np.ndarray]) -> list[Phase]:
         above = self.u(0.06, 0.1)
         hold = int(round(self.u(5, 10)))
         # fingers close across the handle: closing axis along the nut's local y
         dyaw = self.u(-0.08, 0.08)
-        along = self.u(-0.01, 0.01)
-        dz = self.u(-0.006, 0.0)
+        along = _HANDLE_GRASP + self.u(-0.004, 0.004)
+        dz = self.u(-0.001, 0.003)
         # the nut is still settling at reset: targets read the state when their phase starts
         grasp_pose: list[tuple[np.ndarray, float]] = []
 
         def grasp_at(s: dict[str, np.ndarray], height: float, latch: bool = True) -> tuple[np.ndarray, float]:
+            if latch and grasp_pose:
+                pos, yaw = grasp_pose[0]
+                return pos + [0, 0, height], yaw
             pose = (
-                s["handle_pos"] + along * s["nut_mat"][:, 0] + [0, 0, dz],
+                s["nut_pos"] + along * s["nut_mat"][:, 0] + [0, 0, dz],
                 _grasp_yaw(s["nut_mat"], np.pi) + dyaw,
             )
-            if not latch:
-                return pose[0] + [0, 0, height], pose[1]
-            if not grasp_pose:
+            if latch:
                 grasp_pose.append(pose)
-            pos, yaw = grasp_pose[0]
-            return pos + [0, 0, height], yaw
+            return pose[0] + [0, 0, height], pose[1]
+
+        def reopen(s: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
+            grasp_pose.clear()  # a failed grasp is retried from the nut's new pose
+            pos, rot = task.ee_pose()
+            return pos + [0, 0, 0.03], _gripper_yaw(rot)
 
         peg = state["peg_pos"]
-        carry_z = peg[2] + 0.1 + self.u(0.03, 0.07)  # peg top is 0.1 above its centre
+        peg_top = peg[2] + _PEG_HALF_HEIGHT
+        carry_z = peg_top + self.u(0.05, 0.07)  # nut centre heights from here on
+        align_z = peg_top + self.u(0.018, 0.025)
         table_z = float(task.table_top[2])
 
         def nut_goal(z: float) -> Callable[[dict[str, np.ndarray]], tuple[np.ndarray, float]]:
             def f(s: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
                 grip, rot = task.ee_pose()
-                # rotate the held nut so its square hole lines up with the (axis-aligned) peg
+                # rotate the held nut so its square hole lines up with the (axis-aligned) peg, with
+                # the handle not pointing away from the robot: a stretched arm sags and the nut
+                # hits the peg top
                 nut_yaw = yaw_of(s["nut_mat"])
-                g_yaw = _gripper_yaw(rot) - closest_equivalent(nut_yaw, np.pi / 2, 0.0)
+                g_yaw = _gripper_yaw(rot) + _placing_yaw(nut_yaw) - nut_yaw
+                # place the nut, not the gripper: the grasp offset is read from the actual poses
                 off = grip - s["nut_pos"]
                 goal = np.array([s["peg_pos"][0], s["peg_pos"][1], z])
                 return goal + off, g_yaw
 
             return f
 
+        def xy_err(s: dict[str, np.ndarray]) -> float:
+            return float(np.linalg.norm(s["nut_pos"][:2] - s["peg_pos"][:2]))
+
+        def held(s: dict[str, np.ndarray]) -> bool:
+            grip, _ = task.ee_pose()
+            lifted = s["nut_pos"][2] > table_z + 0.05
+            return bool(lifted and abs(grip[2] - carry_z) < 0.03 and task.gripper_width() > 0.01)
+
+        def over_peg(s: dict[str, np.ndarray]) -> bool:
+            return xy_err(s) < 0.003 and abs(s["nut_pos"][2] - align_z) < 0.012
+
+        def inserted(s: dict[str, np.ndarray]) -> bool:
+            return xy_err(s) < 0.02 and bool(s["nut_pos"][2] < table_z + 0.04)
+
         return [
             Phase("above", lambda s: grasp_at(s, above, latch=False), GRIPPER_OPEN, tol=0.02, track=True),
-            Phase("descend", lambda s: grasp_at(s, 0.0), GRIPPER_OPEN, tol=0.008, speed_scale=0.6),
-            Phase("close", lambda s: grasp_at(s, 0.0), GRIPPER_CLOSED, tol=0.02, hold=hold),
+            Phase(
+                "descend", lambda s: grasp_at(s, 0.0), GRIPPER_OPEN, tol=0.006, speed_scale=0.5, timeout=40
+            ),
+            Phase("close", lambda s: grasp_at(s, 0.0), GRIPPER_CLOSED, tol=0.02, hold=hold, timeout=30),
             Phase(
                 "lift",
                 lambda s: (np.r_[grasp_at(s, 0)[0][:2], carry_z], grasp_at(s, 0)[1]),
                 GRIPPER_CLOSED,
-                tol=0.02,
+                until=held,
+                timeout=50,
+                on_timeout="reopen",
             ),
-            Phase("carry", nut_goal(carry_z), GRIPPER_CLOSED, tol=0.02),
-            Phase("align", nut_goal(carry_z - 0.02), GRIPPER_CLOSED, tol=0.004, speed_scale=0.4, track=True),
-            Phase("insert", nut_goal(table_z + 0.03), GRIPPER_CLOSED, tol=0.01, speed_scale=0.5, track=True),
+            # the nut pivots about the finger axis: slower, with a pause so it stops swinging
+            Phase("carry", nut_goal(carry_z), GRIPPER_CLOSED, tol=0.02, hold=4, speed_scale=0.7, timeout=80),
+            Phase(
+                "align",
+                nut_goal(align_z),
+                GRIPPER_CLOSED,
+                speed_scale=0.4,
+                track=True,
+                until=over_peg,
+                timeout=60,
+            ),
+            Phase(
+                "insert",
+                nut_goal(table_z + 0.015),
+                GRIPPER_CLOSED,
+                speed_scale=0.5,
+                track=True,
+                until=inserted,
+                timeout=50,
+                on_timeout="align",  # stuck on the peg top: lift a little, re-centre, try again
+            ),
             Phase(
                 "release",
                 lambda s: (task.ee_pose()[0], _gripper_yaw(task.ee_pose()[1])),
@@ -301,7 +399,11 @@ class SquareExpert(ScriptedExpert):
                 lambda s: (task.ee_pose()[0] + [0, 0, 0.12], _gripper_yaw(task.ee_pose()[1])),
                 GRIPPER_OPEN,
                 tol=0.03,
+                then="end",
             ),
+            # only reached through `lift`'s timeout (the nut was not picked up); the rest of the
+            # episode is a second attempt
+            Phase("reopen", reopen, GRIPPER_OPEN, tol=0.03, hold=3, timeout=20, then="above"),
         ]
 
 
@@ -350,14 +452,15 @@ def run_expert_episode(
     settle_steps: int = 5,
 ) -> tuple[dict[str, np.ndarray], bool, dict[str, Any]]:
     """Roll out one scripted demonstration. Returns (episode arrays keyed by canonical names plus
-    `action`, success, info). The episode stops `settle_steps` after the first success or at
-    `task.max_steps`. Observations at step t are paired with the action taken at t."""
+    `action`, success, info). The episode stops once the task has succeeded for `settle_steps` + 1
+    consecutive steps, or at `task.max_steps`. Observations at step t are paired with the action
+    taken at t."""
     expert = expert or make_expert(task.name)
     obs = task.reset(seed)
     expert.reset(task, np.random.default_rng([seed, 7919]))  # decorrelated from the scene seed
     frames: dict[str, list[np.ndarray]] = {k: [] for k in obs}
     actions: list[np.ndarray] = []
-    success_at = -1
+    success_at, held = -1, 0
     for t in range(task.max_steps):
         a = expert.act(task)
         for k, v in obs.items():
@@ -366,7 +469,9 @@ def run_expert_episode(
         obs, success, _ = task.step(a)
         if success and success_at < 0:
             success_at = t
-        if success_at >= 0 and t - success_at >= settle_steps:
+        # a success that lasts (e.g. Square's test flickers while the gripper lets go of the nut)
+        held = held + 1 if success else 0
+        if held > settle_steps:
             break
     episode = {k: np.stack(v) for k, v in frames.items()}
     episode["action"] = np.stack(actions).astype(np.float32)

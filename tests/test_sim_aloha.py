@@ -59,3 +59,43 @@ def test_fixed_view_is_not_rotated():
         np.testing.assert_array_equal(obs["image"], task._render_raw())
     finally:
         task.close()
+
+
+@pytest.fixture(scope="module")
+def aloha_fast():
+    task = make_task("aloha-transfer", "fixed-view", render=False)
+    yield task
+    task.close()
+
+
+def test_arm_ik_reaches_a_pose(aloha_fast):
+    import mujoco
+
+    from sim_bridge.aloha import _ArmIK, _pick_rotation
+
+    aloha_fast.reset(0)
+    model = aloha_fast.physics.model.ptr
+    arm = _ArmIK(model, "right")
+    data = mujoco.MjData(model)
+    data.qpos[:] = aloha_fast.physics.data.qpos
+    goal, rot = np.array([0.1, 0.45, 0.1]), _pick_rotation(60.0)
+    q = arm.solve(data, data.qpos[arm.qadr].copy(), goal, rot, iters=50)
+    data.qpos[arm.qadr] = q
+    mujoco.mj_kinematics(model, data)
+    pos, r = arm.pose(data)
+    assert np.linalg.norm(pos - goal) < 1e-3 and np.abs(r - rot).max() < 1e-2
+
+
+def test_transfer_expert_succeeds(aloha_fast):
+    for seed in (0, 1):
+        aloha_fast.reset(seed)
+        expert = aloha_fast.make_expert(seed=seed)
+        expert.reset()
+        rewards, success = [], False
+        for _ in range(aloha_fast.max_steps):
+            _, success, info = aloha_fast.step(expert.select_action())
+            rewards.append(info["reward"])
+            if success and expert.done:  # the stopping rule of sim_bridge.collect
+                break
+        assert success and expert.done, (seed, max(rewards), aloha_fast.steps)
+        assert 1 in rewards or 2 in rewards  # the right gripper picked it up first
