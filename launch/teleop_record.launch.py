@@ -36,7 +36,7 @@ def _nodes(context):
             package="class_ros",
             executable="arm_node",
             name="class_arm",
-            parameters=[{**params[0], "mode": "teleop"}],
+            parameters=[{"config": config, "overrides": overrides or [""], "mode": "teleop"}],
         ),
         Node(package="class_ros", executable="teleop_node", name="class_teleop", parameters=params),
         ExecuteProcess(cmd=record_command(cfg["recording"], out), output="screen"),

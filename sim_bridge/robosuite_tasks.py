@@ -85,7 +85,8 @@ class RobosuiteTask(Task):
                     f"RobosuiteTask({name!r}): unknown option {key!r}; valid: {sorted(vars(cfg))}"
                 )
             if key == "orbit" and isinstance(value, dict):
-                value = OrbitConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+                fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+                value = OrbitConfig(**fields)
             setattr(cfg, key, value)
         if cfg.image_size < 8:
             raise ValueError(f"RobosuiteTask: image_size must be >= 8, got {cfg.image_size}")

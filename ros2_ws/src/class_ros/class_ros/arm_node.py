@@ -15,14 +15,14 @@ from class_ros.msg_factory import msg_class, rclpy_factory
 
 JOINTS = [f"fr3_joint{i}" for i in range(1, 8)]
 ACTION_NAMES = ["x", "y", "z", "r00", "r10", "r20", "r01", "r11", "r21", "gripper"]
+# config: path to robot.yaml; overrides: key=value list applied to it; mode: policy | teleop
+DEFAULTS = {"config": "config/robot.yaml", "overrides": [""], "mode": "policy", "publish_hz": 100.0}
 
 
 class ArmNode(Node):
     def __init__(self) -> None:
         super().__init__("class_arm")
-        self.declare_parameter("mode", "policy")  # policy | teleop
-        self.declare_parameter("publish_hz", 100.0)
-        cfg = robot_config(self)
+        params, cfg = robot_config(self, DEFAULTS)
         self.f = rclpy_factory()
         self.pub_grip_cmd = self.create_publisher(
             msg_class("std_msgs/msg/Float64"), "/class/gripper/command", RELIABLE
@@ -30,7 +30,7 @@ class ArmNode(Node):
         self.arm = FrankaArm(cfg["arm"], clock=lambda: now_ns(self) * 1e-9, gripper_cb=self.on_gripper)
         self.arm.connect()
         self.arm.home()
-        mode = self.get_parameter("mode").value
+        mode = params["mode"]
         self.arm.watch_observations = mode == "policy"
         self.pub_js = self.create_publisher(msg_class("sensor_msgs/msg/JointState"), "/joint_states", SENSOR)
         self.pub_ee = self.create_publisher(
@@ -59,7 +59,7 @@ class ArmNode(Node):
         self._grip = 0.0
         self.create_service(Trigger, "~/home", self.on_home)
         self.create_service(Trigger, "~/reset_fault", self.on_reset)
-        self.create_timer(1.0 / self.get_parameter("publish_hz").value, self.publish_state)
+        self.create_timer(1.0 / params["publish_hz"], self.publish_state)
         self.arm.start()
 
     def on_gripper(self, g: float) -> None:

@@ -17,10 +17,14 @@ from class_ros.msg_factory import msg_class, rclpy_factory
 NATIVE, CROP = "/camera/camera/color/image_raw", "/class/obs/image"
 
 
+# config: path to robot.yaml; overrides: key=value list applied to it
+DEFAULTS = {"config": "config/robot.yaml", "overrides": [""]}
+
+
 class CameraNode(Node):
     def __init__(self) -> None:
         super().__init__("class_camera")
-        self.cfg = robot_config(self)["camera"]
+        self.cfg = robot_config(self, DEFAULTS)[1]["camera"]
         self.f = rclpy_factory()
         self.pub_crop = self.create_publisher(msg_class("sensor_msgs/msg/Image"), CROP, RELIABLE)
         if self.cfg.driver == "external":

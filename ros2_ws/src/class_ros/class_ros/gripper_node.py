@@ -12,11 +12,14 @@ from class_ros.common import RELIABLE, SENSOR
 from class_ros.hw_common import robot_config
 from class_ros.msg_factory import msg_class, rclpy_factory
 
+# config: path to robot.yaml; overrides: key=value list applied to it
+DEFAULTS = {"config": "config/robot.yaml", "overrides": [""]}
+
 
 class GripperNode(Node):
     def __init__(self) -> None:
         super().__init__("class_gripper")
-        cfg = robot_config(self)["gripper"]
+        cfg = robot_config(self, DEFAULTS)[1]["gripper"]
         self.f = rclpy_factory()
         self.g = make_gripper(cfg, clock=lambda: self.get_clock().now().nanoseconds * 1e-9)
         if self.g is None:

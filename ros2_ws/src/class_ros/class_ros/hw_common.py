@@ -7,15 +7,15 @@ from typing import Any
 from rclpy.node import Node
 
 from class_core.hardware.recording import load_robot_config
+from class_ros.common import declare
 
 
-def robot_config(node: Node) -> dict[str, Any]:
-    """Parameters `config` (path to config/robot.yaml) and `overrides` (key=value list)."""
-    node.declare_parameter("config", "config/robot.yaml")
-    node.declare_parameter("overrides", [""])
-    path = node.get_parameter("config").value
-    overrides = [o for o in node.get_parameter("overrides").value if o]
-    return load_robot_config(path, overrides)
+def robot_config(node: Node, defaults: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Declare ``defaults`` (a node's DEFAULTS, which must hold ``config`` and ``overrides``) and
+    return (parameter values, robot.yaml resolved with the overrides)."""
+    params = declare(node, defaults)
+    overrides = [o for o in params["overrides"] if o]
+    return params, load_robot_config(params["config"], overrides)
 
 
 def now_ns(node: Node) -> int:

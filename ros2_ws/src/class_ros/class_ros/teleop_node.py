@@ -14,11 +14,14 @@ from class_ros.common import RELIABLE, SENSOR
 from class_ros.hw_common import now_ns, robot_config
 from class_ros.msg_factory import msg_class, rclpy_factory
 
+# config: path to robot.yaml; overrides: key=value list applied to it
+DEFAULTS = {"config": "config/robot.yaml", "overrides": [""]}
+
 
 class TeleopNode(Node):
     def __init__(self) -> None:
         super().__init__("class_teleop")
-        cfgs = robot_config(self)
+        cfgs = robot_config(self, DEFAULTS)[1]
         cfg, lim = cfgs["teleop"], cfgs["arm"].limits
         self.f = rclpy_factory()
         self.mapper = TeleopMapper(cfg, clip=lambda p: np.clip(p, lim.lo, lim.hi))
