@@ -99,7 +99,9 @@ def test_action_width_mapping():
 
 def test_wsg_gripper_follows_actions_at_30hz():
     with WSG50LoopbackServer() as srv:
-        cfg = GripperConfig(host="127.0.0.1", port=srv.port, open_width_m=0.11, speed_m_s=0.4, rate_hz=30)
+        # 0.1 m/s: one 7 mm step of the ramp below takes 70 ms, longer than the 33 ms between
+        # targets, so every new target must abort a running move whatever the machine's load
+        cfg = GripperConfig(host="127.0.0.1", port=srv.port, open_width_m=0.11, speed_m_s=0.1, rate_hz=30)
         g = WSG50Gripper(cfg)
         g.start()
         try:
@@ -109,10 +111,10 @@ def test_wsg_gripper_follows_actions_at_30hz():
             for k in range(16):
                 g.set_action(k / 15)
                 time.sleep(1 / 30)
-            time.sleep(0.5)
+            time.sleep(1.5)  # the rest of the 0.11 m close at 0.1 m/s
             closed = g.width_m
             g.set_action(0.5)
-            time.sleep(0.5)
+            time.sleep(1.0)  # 55 mm at 0.1 m/s
             half = g.width_m
             elapsed = time.monotonic() - t0
         finally:
