@@ -8,18 +8,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from class_core.config import from_dict, load_config
+from class_core.deploy.topics import TOPICS
 
-# ARCHITECTURE.md's topic table: everything a dataset and its episode boundaries need
-RECORD_TOPICS: dict[str, str] = {
-    "/camera/camera/color/image_raw": "sensor_msgs/msg/Image",
-    "/class/obs/image": "sensor_msgs/msg/Image",
-    "/joint_states": "sensor_msgs/msg/JointState",
-    "/class/robot/ee_pose": "geometry_msgs/msg/PoseStamped",
-    "/class/gripper/state": "sensor_msgs/msg/JointState",
-    "/class/teleop/target": "geometry_msgs/msg/PoseStamped",
-    "/class/teleop/joy": "sensor_msgs/msg/Joy",
-    "/class/episode/event": "std_msgs/msg/String",
-}
+# ARCHITECTURE.md's topic table less the policy's output: everything a dataset and its episode
+# boundaries need
+RECORD_TOPICS: dict[str, str] = {t: ty for t, ty in TOPICS.items() if t != "/class/policy/action_chunk"}
 
 
 @dataclass
