@@ -8,6 +8,7 @@ trace and the driver's counters to the JSON file given as argv[1]; the test asse
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import subprocess
@@ -57,6 +58,19 @@ def chunk(p0, rot, deltas, g=0.0):
     return np.stack([action(p0 + d, rot, g) for d in deltas])
 
 
+def settle(arm: FrankaArm, limit_s: float = 6.0) -> None:
+    """Waits until the plan is done and the commanded pose is at rest: a loaded simulator runs
+    slower than the wall clock the chunks are timed in."""
+    t_end = time.time() + limit_s
+    while time.time() < t_end:
+        with arm._lock:
+            busy = arm.scheduler.active or arm._stop_target is not None
+            v = np.asarray(arm.robot.state.O_dP_EE_c.linear)
+        if not busy and np.linalg.norm(v) < 1e-3:
+            return
+        time.sleep(0.02)
+
+
 def save(res: dict, out_path: str) -> None:
     text = json.dumps(res)  # serialise fully before touching the file
     with open(out_path + ".tmp", "w") as f:
@@ -67,6 +81,7 @@ def save(res: dict, out_path: str) -> None:
 
 
 def main(out_path: str) -> None:
+    faulthandler.enable()  # a native crash (franky, the simulator) names its thread in stderr
     subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
     from franky_sim import SimulationServer
     from franky_sim.mujoco_simulator import MujocoSimulator
@@ -97,10 +112,7 @@ def main(out_path: str) -> None:
         command_timeout_s=3.0,
         observation_timeout_s=0.3,
     )
-    arm.cfg.limits = lim
-    arm.safety.limits = lim
-    arm.watchdog.timeouts = {"command": 3.0, "observation": 0.3}
-    arm.watchdog.last = {"command": None, "observation": None}
+    arm.set_limits(lim)
     arm.watch_observations = False
     # 0. Franka Hand through franky's Gripper on the simulator's gripper server
     g = FrankaHandGripper(
@@ -125,6 +137,7 @@ def main(out_path: str) -> None:
     now = time.time()
     arm.execute_chunk(now + dt * steps, chunk(p0, r0, [[0.0075 * k, 0, 0] for k in steps]))
     time.sleep(2.2)
+    settle(arm)
     res["workspace"] = {
         "trace": mon.take(),
         "box_max": lim.workspace_max,
@@ -162,12 +175,13 @@ def main(out_path: str) -> None:
     start = arm.read_state().ee_pos
     t1 = time.time()
     arm.execute_chunk(t1 + dt * steps, chunk(start, r0, [[-0.004 * k, -0.002 * k, 0] for k in steps]))
-    time.sleep(0.9)
+    time.sleep(0.6)  # a quarter of A's 6.4 cm done: B replaces the rest
     mid = arm.read_state().ee_pos
     t2 = time.time()
     target_b = mid + [0.0, 0.05, 0.0]
     arm.execute_chunk(t2 + dt * steps, chunk(mid, r0, [[0, 0.05 * k / 16, 0] for k in steps]))
     time.sleep(2.0)
+    settle(arm)
     res["replace"] = {
         "t1": t1,
         "t2": t2,
@@ -201,6 +215,7 @@ def main(out_path: str) -> None:
     t_last_obs = arm.watchdog.last["observation"]
     th.join()
     time.sleep(1.5)
+    settle(arm)
     res["watchdog"] = {"t_last_obs": t_last_obs, "timeout": 0.3, "halted": arm.halted, "trace": mon.take()}
     arm.watch_observations = False
 
@@ -209,16 +224,21 @@ def main(out_path: str) -> None:
     # 6. recovery: a real franky error (another control signal type started under our stream)
     import franky
 
-    arm.robot.join_motion(timeout=3.0)  # the halted stream's last motion ends at rest
-    arm.robot.move(franky.JointVelocityMotion(np.zeros(7), duration=franky.Duration(3000)), asynchronous=True)
+    with arm._lock:
+        arm.robot.join_motion(timeout=10.0)  # the halted stream's last motion ends at rest
+        arm.robot.move(
+            franky.JointVelocityMotion(np.zeros(7), duration=franky.Duration(1000)), asynchronous=True
+        )
     start = arm.read_state().ee_pos
     arm.execute_chunk(time.time() + dt * steps, chunk(start, r0, [[0.001 * k, 0, 0] for k in steps]))
     time.sleep(0.5)
     rec1 = {"recoveries": arm.recoveries, "halted": arm.halted, "error": repr(arm.last_error)}
-    arm.robot.join_motion(timeout=4.0)
+    with arm._lock:
+        arm.robot.join_motion(timeout=10.0)
     start = arm.read_state().ee_pos
     arm.execute_chunk(time.time() + dt * steps, chunk(start, r0, [[0.0, 0.0, 0.002 * k] for k in steps]))
     time.sleep(2.2)
+    settle(arm)
     res["recovery"] = {
         **rec1,
         "start": start.tolist(),
@@ -230,6 +250,7 @@ def main(out_path: str) -> None:
     arm.stop()
     mon.close()
     res["events"] = dict(arm.safety.events)
+    res["sent"], res["deferred"], res["paced"] = arm.sent, arm.deferred, arm.paced
 
     save(res, out_path)
 

@@ -21,7 +21,9 @@ from class_core.hardware.arm import (
     SafetyLimits,
     Watchdog,
     decode_actions,
+    preemption_is_safe,
     slerp_matrix,
+    stop_distance,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,6 +150,54 @@ def test_safety_filter_setpoint_stream_respects_all_limits():
     assert {"clipped_workspace", "clipped_speed", "clipped_angular"} <= set(f.events)
 
 
+def _brake_1d(v: float, a: float, a_max: float, j_max: float, dt: float = 1e-5) -> float:
+    """Distance a jerk-limited brake travels: jerk -j_max to -a_max, hold, then back to a = 0 so
+    that it ends at rest (what a time-optimal generator does when it must stop)."""
+    x = 0.0
+    while True:
+        ramp_out = a * a / (2 * j_max) if a < 0 else 0.0  # speed lost bringing a back to 0
+        if v <= ramp_out + 1e-12 and a <= 0:
+            jerk = j_max  # final ramp
+        else:
+            jerk = -j_max if a > -a_max else 0.0
+        a = max(-a_max, a + jerk * dt) if jerk <= 0 else min(0.0, a + jerk * dt)
+        v += a * dt
+        x += v * dt
+        if v <= 0 and a >= -1e-9:
+            return x
+
+
+def test_stop_distance_bounds_a_jerk_limited_brake():
+    a_max, j_max = 3.9, 1950.0
+    rng = np.random.default_rng(0)
+    for v, a in [
+        (0.3, 0.0),
+        (0.5, 3.9),
+        (0.1, 20.0),
+        (0.05, -3.0),
+        *rng.uniform([0, -4], [0.6, 25], (20, 2)),
+    ]:
+        d = float(stop_distance(np.array([v]), np.array([a]), a_max, j_max)[0])
+        assert _brake_1d(v, a, a_max, j_max) <= d, (v, a)
+        assert d < _brake_1d(v, a, a_max, j_max) + 0.01 + 0.01 * v  # not absurdly conservative
+    assert stop_distance(np.array([-0.2]), np.array([-1.0]), a_max, j_max)[0] == 0.0
+
+
+def test_preemption_is_safe():
+    lo, hi = np.zeros(3), np.full(3, 0.1)
+    kw = dict(lo=lo, hi=hi, a_max=3.9, j_max=1950.0)
+    z = np.zeros(3)
+    c = np.array([0.09, 0.05, 0.05])
+    assert preemption_is_safe(c, z, z, **kw)  # at rest inside
+    assert not preemption_is_safe(c, np.array([0.3, 0, 0]), z, **kw)  # 11.5 mm braking, 10 mm room
+    assert preemption_is_safe(c, np.array([-0.3, 0, 0]), z, **kw)  # moving away from the wall
+    assert not preemption_is_safe(c, np.array([0.05, 0, 0]), np.array([30.0, 0, 0]), **kw)
+    # outside the box (e.g. after a reconnect): allowed when it goes no further out
+    out = np.array([0.12, 0.05, 0.05])
+    assert preemption_is_safe(out, z, z, **kw)
+    assert not preemption_is_safe(out, np.array([0.05, 0, 0]), z, **kw)
+
+
 def test_watchdog():
     w = Watchdog({"command": 1.0, "observation": 0.3, "off": 0.0})
     assert "off" not in w.timeouts
@@ -208,22 +258,26 @@ def real_time_factor(tr: np.ndarray) -> float:
     return float((tr[-1, 7] - tr[0, 7]) / (tr[-1, 0] - tr[0, 0]))
 
 
+# the measured pose may pass the commanded one by a little: the simulated joint controller's
+# tracking error (measured: under 1 mm); never a property of what the arm was sent
+MEASURED_TOL_M = 0.003
+
+
 def test_sim_no_command_outside_workspace_reaches_arm(sim):
+    """Strict, at any simulator speed: the pose the arm was commanded (O_T_EE_c, sampled at about
+    200 Hz) never leaves the box, and the measured pose stays within MEASURED_TOL_M of it."""
     lo, hi = np.array(sim["workspace"]["box_min"]), np.array(sim["workspace"]["box_max"])
     for name in SCENARIOS:
         tr = sim[name]["trace"]
-        rtf = real_time_factor(tr)
-        if rtf < 0.9:
-            # franky-sim steps its 1 kHz loop in Python; on an overloaded machine it falls behind
-            # wall time and franky's preempting motions are replanned from lagging states
-            # (docs/hardware.md, known issues); the guard test below still has to hold
-            assert np.all(tr[:, 1:4] <= hi + 0.01 + 0.05) and np.all(tr[:, 1:4] >= lo - 0.06), name
-            continue
-        assert len(tr) > 50, name
-        assert np.all(tr[:, 1:4] >= lo - 1e-4) and np.all(tr[:, 1:4] <= hi + 1e-4), (
-            f"{name}: the arm received a target outside the box: {tr[:, 1:4].max(0)} > {hi}"
+        rate = len(tr) / (tr[-1, 0] - tr[0, 0])
+        assert len(tr) > 50 and rate > 50, f"{name}: monitor sampled at only {rate:.0f} Hz"
+        out_c = max((tr[:, 1:4] - hi).max(), (lo - tr[:, 1:4]).max())
+        assert out_c <= 1e-4, (
+            f"{name}: the arm received a target {1000 * out_c:.2f} mm outside the box "
+            f"(sim at {real_time_factor(tr):.2f} of real time)"
         )
-        assert np.all(tr[:, 4:7] <= hi + 1e-3), f"{name}: the arm left the box"
+        out_m = max((tr[:, 4:7] - hi).max(), (lo - tr[:, 4:7]).max())
+        assert out_m <= MEASURED_TOL_M, f"{name}: the arm was {1000 * out_m:.2f} mm outside the box"
     # the chunk that ran out of the box in +x was clipped: the arm went to the wall and stopped
     tr = sim["workspace"]["trace"]
     assert abs(tr[-1, 1] - hi[0]) < 2e-3 and abs(tr[-1, 4] - hi[0]) < 2e-3
@@ -261,14 +315,20 @@ def test_sim_moves_through_waypoints_and_replaces_plan(sim):
 def test_sim_watchdog_stops_motion_within_timeout(sim):
     r = sim["watchdog"]
     assert "observation stale" in r["halted"]
+    stale_s = float(r["halted"].split("stale for ")[1].split(" s")[0])
+    # the driver halts within one control period (plus scheduling jitter) of the timeout
+    assert stale_s < r["timeout"] + 0.1, r["halted"]
     tr = r["trace"]
-    t, c = tr[:, 0], tr[:, 1:4]
+    t, c, t_robot = tr[:, 0], tr[:, 1:4], tr[:, 7]
     before = t < r["t_last_obs"]
     assert np.linalg.norm(c[before][-1] - c[before][0]) > 0.01  # it was moving
     moving = np.linalg.norm(c - c[-1], axis=1) > 2e-4
-    t_rest = t[np.nonzero(moving)[0][-1] + 1]
-    # halt at timeout + one control period, then the stop motion brakes (a few cm/s -> 0)
-    assert t_rest - r["t_last_obs"] < r["timeout"] + 0.3, t_rest - r["t_last_obs"]
+    k_rest = np.nonzero(moving)[0][-1] + 1
+    # the halt brakes the arm to rest within 0.1 s of the robot's time (the simulator's clock
+    # runs slower than the wall clock on a loaded machine; its motion is timed in robot time)
+    k_halt = int(np.searchsorted(t, r["t_last_obs"] + stale_s))
+    assert t_robot[k_rest] - t_robot[min(k_halt, k_rest)] < 0.1, (t_robot[k_rest], t_robot[k_halt])
+    assert t[k_rest] - r["t_last_obs"] < r["timeout"] + 0.1 + 0.1 / real_time_factor(tr)
 
 
 def test_sim_recovers_from_franky_error(sim):

@@ -3,10 +3,15 @@
 Motion: a control thread at ``control_hz`` (default 50 Hz) interpolates the plan at the current
 time (linear in position, geodesic in rotation), passes the setpoint through the safety filter,
 and sends it to franky as an asynchronous ``CartesianMotion`` that preempts the previous one.
-franky's Ruckig generator starts each motion from the current velocity and acceleration, so the
-arm flows through the waypoints without stopping, the timing of the chunk is kept (the setpoint
-moves with the clock), and the velocity/acceleration/jerk limits hold (docs/hardware.md argues
-this against waypoint motions and impedance tracking).
+franky's Ruckig generator starts each motion from the robot's reported commanded velocity and
+acceleration, so the arm flows through the waypoints without stopping, the timing of the chunk is
+kept, and the velocity/acceleration/jerk limits hold (docs/hardware.md argues this against
+waypoint motions and impedance tracking).
+
+Workspace by construction: every target is inside the box, and a motion is only preempted when
+the generator, re-planning from the state it will start from, can brake inside the box (or no
+further out than it already is): ``preemption_is_safe``. Otherwise the running motion, planned
+when that held, goes on, and the next setpoint is sent at a later tick.
 
 Everything that decides (chunk scheduling, limits, watchdog) is pure Python and unit-tested;
 ``FrankaArm`` only adds the franky calls.
@@ -35,6 +40,10 @@ from class_core.geometry import (
 log = logging.getLogger(__name__)
 
 ACTION_DIM = 10  # pos 3 + rot6d 6 + gripper 1
+# robot time between our state read and franky switching to the new motion (a few 1 kHz cycles)
+PREEMPT_LATENCY_S = 0.005
+# below this, the reported state is noise (an arm resting on a wall must be able to leave it)
+PREEMPT_TOL_M = 5e-5
 
 
 @dataclass
@@ -50,7 +59,7 @@ class SafetyLimits:
     max_step_rad: float = 0.6
     out_of_workspace: Literal["clip", "refuse"] = "clip"
     # the arm's own commanded pose (robot state O_T_EE_c) further than this outside the box:
-    # hard stop (a guard behind the setpoint filter, e.g. against generator overshoot)
+    # hard stop (a last guard behind the setpoint filter and the preemption check)
     guard_margin_m: float = 0.01
     command_timeout_s: float = 2.5  # longer than one chunk (16 steps at 10 Hz)
     observation_timeout_s: float = 0.5  # <= 0 disables the observation watchdog
@@ -127,6 +136,38 @@ def decode_actions(actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     if bad.any():
         raise ChunkRejected(f"action chunk step {int(np.nonzero(bad)[0][0])} is not finite")
     return a[:, :3].copy(), rot6d_to_matrix(a[:, 3:9]), a[:, 9].copy()
+
+
+def stop_distance(v: np.ndarray, a: np.ndarray, a_max: float, j_max: float) -> np.ndarray:
+    """Upper bound, per axis, of how far a jerk-limited generator travels in +direction before it
+    is at rest, from velocity ``v`` and acceleration ``a`` (limits a_max, j_max per axis).
+    Bound: the acceleration first ramps from max(a, 0) to -a_max at j_max (during which the speed
+    is at most v + a^2 / 2j), then it brakes at a_max."""
+    ap = np.maximum(np.asarray(a, dtype=np.float64), 0.0)
+    vp = np.maximum(np.asarray(v, dtype=np.float64), 0.0) + ap * ap / (2.0 * j_max)
+    t_ramp = (ap + a_max) / j_max + PREEMPT_LATENCY_S
+    return np.where(vp > 0.0, vp * t_ramp + vp * vp / (2.0 * a_max), 0.0)
+
+
+def preemption_is_safe(
+    c: np.ndarray,
+    v: np.ndarray,
+    a: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    a_max: float,
+    j_max: float,
+) -> bool:
+    """Whether a new motion may start from commanded position ``c`` with velocity ``v`` and
+    acceleration ``a`` (what franky re-plans from): its braking reach stays inside the box, or no
+    further out than ``c`` already is. With a target inside the box, a time-optimal plan goes no
+    further than max(target, braking reach) on each axis, so no plan started under this condition
+    leaves the box."""
+    up = c + stop_distance(v, a, a_max, j_max)
+    down = c - stop_distance(-np.asarray(v), -np.asarray(a), a_max, j_max)
+    return bool(
+        np.all(up <= np.maximum(hi, c) + PREEMPT_TOL_M) and np.all(down >= np.minimum(lo, c) - PREEMPT_TOL_M)
+    )
 
 
 class SafetyFilter:
@@ -347,9 +388,17 @@ class FrankaArm:
         self.recoveries = 0
         self.sent = 0
         self.last_error: BaseException | None = None
-        self._cmd_pos = np.zeros(3)
+        self._cmd_pos = np.zeros(3)  # setpoint stream (where the filter has got to)
         self._cmd_rot = np.eye(3)
+        self._sent_pos = np.zeros(3)  # last target franky was given
+        self._sent_rot = np.eye(3)
         self._cmd_grip = 0.0
+        self.deferred = 0  # ticks whose setpoint waited because a preemption was not safe
+        self.paced = 0  # ticks whose setpoint waited for the robot's clock (see _flush)
+        self._sent_robot_t = -np.inf  # robot time of the last send
+        # the generator's per-axis translation limits (franky's limit x relative dynamics factor)
+        self.gen_accel = 1.0
+        self.gen_jerk = 500.0
         self._last_tick: float | None = None
         self._stop_target: np.ndarray | None = None
         self.watch_observations = cfg.limits.observation_timeout_s > 0
@@ -365,17 +414,50 @@ class FrankaArm:
                 else franky.RealtimeConfig.Ignore
             )
             self.robot = franky.Robot(self.cfg.host, realtime_config=rt)
-        self.robot.relative_dynamics_factor = self.cfg.relative_dynamics_factor
         if self.robot.has_errors:
             log.warning("arm reports errors at connect: recovering")
             self.robot.recover_from_errors()
+        self.set_limits(self.cfg.limits)
         self._anchor_to_measured()
+
+    def set_limits(self, limits: SafetyLimits) -> None:
+        """Applies limits to the filter, the watchdog and franky's generator (call while the arm
+        is not moving: franky refuses to change its limits while in control). The generator's
+        velocity limits are the configured speeds in robot time, so they hold even when the robot's
+        clock runs slower than ours (a loaded simulator)."""
+        with self._lock:
+            self.cfg.limits = limits
+            self.safety.limits = limits
+            self.watchdog = Watchdog(
+                {"command": limits.command_timeout_s, "observation": limits.observation_timeout_s}
+            )
+            r, rdf = self.robot, self.cfg.relative_dynamics_factor
+            r.relative_dynamics_factor = rdf
+            for lim, value in (
+                (r.translation_velocity_limit, limits.max_linear_speed),
+                (r.rotation_velocity_limit, limits.max_angular_speed),
+            ):
+                lim.set(min(float(lim.max), value / rdf))
+            self.gen_accel = float(r.translation_acceleration_limit.get()) * rdf
+            self.gen_jerk = float(r.translation_jerk_limit.get()) * rdf
+
+    def _commanded_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Commanded position, velocity, acceleration (the state franky re-plans from), robot time."""
+        st = self.robot.state
+        return (
+            np.asarray(st.O_T_EE_c.matrix, dtype=np.float64)[:3, 3],
+            np.asarray(st.O_dP_EE_c.linear, dtype=np.float64).reshape(3),
+            np.asarray(st.O_ddP_EE_c.linear, dtype=np.float64).reshape(3),
+            float(st.time.to_sec()),
+        )
 
     def _anchor_to_measured(self) -> None:
         self.safety.reset_motion()
         aff = self.robot.current_pose.end_effector_pose
         self._cmd_pos = np.asarray(aff.translation, dtype=np.float64).reshape(3)
         self._cmd_rot = quat_to_matrix(np.asarray(aff.quaternion, dtype=np.float64).reshape(4))
+        self._sent_pos, self._sent_rot = self._cmd_pos, self._cmd_rot
+        self._sent_robot_t = -np.inf
 
     def read_state(self) -> ArmState:
         with self._lock:  # one thread at a time in franky's Robot
@@ -444,15 +526,16 @@ class FrankaArm:
 
     # --- control loop ----------------------------------------------------------------------
     def _halt(self, reason: str) -> None:
-        """Drop the plan and brake the setpoint stream at max_linear_accel to rest, inside the
-        box (a stop motion of the generator would brake from its own state, not ours)."""
+        """Drop the plan and stop the arm where its generator can brake to rest: the commanded
+        pose plus its braking distance at the generator's acceleration, inside the box."""
         log.error("arm halted: %s", reason)
         self.halted = reason
         self.scheduler.clear()
         lim = self.cfg.limits
-        v = self.safety._vel
-        stop = self._cmd_pos + v * np.linalg.norm(v) / (2.0 * lim.max_linear_accel)
-        self._stop_target = np.clip(stop, lim.lo, lim.hi)
+        c, v, _, _ = self._commanded_state()
+        stop = np.clip(c + v * np.abs(v) / (2.0 * self.gen_accel), lim.lo, lim.hi)
+        self.safety.reset_motion()
+        self._cmd_pos = self._stop_target = stop
 
     def _recover(self, err: BaseException) -> None:
         self.last_error = err
@@ -486,9 +569,28 @@ class FrankaArm:
             self._anchor_to_measured()
             self.halted = "fault reset"
 
-    def _send(self, pos: np.ndarray, rot: np.ndarray) -> bool:
+    def _flush(self) -> bool:
+        """Sends the setpoint (``_cmd_pos``, ``_cmd_rot``) to franky unless it was sent already or
+        preempting the running motion now could carry the arm out of the box. True: franky has
+        the setpoint."""
         import franky
 
+        pos, rot = self._cmd_pos, self._cmd_rot
+        if (
+            np.linalg.norm(pos - self._sent_pos) < 1e-7
+            and float(rotation_angle_between(self._sent_rot, rot)) < 1e-7
+        ):
+            return True
+        lim = self.cfg.limits
+        c, v, a, t_robot = self._commanded_state()
+        if t_robot - self._sent_robot_t < 0.75 / self.cfg.control_hz:
+            # the robot's clock runs slower than ours (a loaded simulator): re-planning every few
+            # of its ms from its reported velocity (a filtered one in franky-sim) stalls the arm
+            self.paced += 1
+            return False
+        if not preemption_is_safe(c, v, a, lim.lo, lim.hi, self.gen_accel, self.gen_jerk):
+            self.deferred += 1
+            return False
         try:
             self.robot.move(
                 franky.CartesianMotion(franky.Affine(pos, matrix_to_quat(rot))), asynchronous=True
@@ -497,7 +599,7 @@ class FrankaArm:
             self._recover(e)
             return False
         self.sent += 1
-        self._cmd_pos, self._cmd_rot = pos, rot
+        self._sent_pos, self._sent_rot, self._sent_robot_t = pos, rot, t_robot
         return True
 
     def tick(self) -> None:
@@ -530,12 +632,7 @@ class FrankaArm:
                     self._halt(reason)
                     return
             if self.halted is not None and self._stop_target is not None:
-                pos, rot = self.safety.limit(
-                    self._cmd_pos, self._cmd_rot, self._stop_target, self._cmd_rot, dt
-                )
-                if np.linalg.norm(pos - self._cmd_pos) > 1e-7:
-                    self._send(pos, rot)
-                else:
+                if self._flush():  # waits while a preemption is not safe
                     self._stop_target = None
                 return
             if self.halted is not None or not self.scheduler.active:
@@ -544,18 +641,14 @@ class FrankaArm:
             if sp is None:
                 return
             pos, rot, grip, finished = sp
-            pos, rot = self.safety.limit(self._cmd_pos, self._cmd_rot, pos, rot, dt)
-            if (
-                np.linalg.norm(pos - self._cmd_pos) < 1e-6
-                and rotation_angle_between(self._cmd_rot, rot) < 1e-6
-            ):
-                pass  # nothing new to send: the last motion holds the target
-            elif not self._send(pos, rot):
+            self._cmd_pos, self._cmd_rot = self.safety.limit(self._cmd_pos, self._cmd_rot, pos, rot, dt)
+            flushed = self._flush()
+            if self.halted is not None:  # _flush recovered from an error
                 return
             if grip != self._cmd_grip and self.gripper_cb is not None:
                 self.gripper_cb(grip)
             self._cmd_grip = grip
-            if finished and np.linalg.norm(pos - self.scheduler.pos[-1]) < 2e-4:
+            if finished and flushed and np.linalg.norm(self._cmd_pos - self.scheduler.pos[-1]) < 2e-4:
                 self.scheduler.clear()
 
     def _loop(self) -> None:
@@ -568,9 +661,10 @@ class FrankaArm:
                 log.exception("arm control step failed")
                 self.last_error = e
             nxt += period
-            time.sleep(max(0.0, nxt - time.monotonic()))
-            if time.monotonic() - nxt > 5 * period:
-                nxt = time.monotonic()
+            now = time.monotonic()
+            if nxt < now:  # late (a loaded machine): skip the missed periods, no catch-up burst
+                nxt += period * np.ceil((now - nxt) / period)
+            time.sleep(max(0.0, nxt - now))
 
     def start(self) -> None:
         self.halted = None if self.halted == "not started" else self.halted
