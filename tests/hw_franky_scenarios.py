@@ -1,5 +1,11 @@
-"""Runs FrankaArm against an embedded franky-sim; executed by tests/test_hw_arm.py inside a
-network namespace with only loopback (`unshare -n`), because franky-sim binds UDP on 0.0.0.0.
+"""Runs FrankaArm against franky-sim; executed by tests/test_hw_arm.py inside a network
+namespace with only loopback (`unshare -n`), because franky-sim binds UDP on 0.0.0.0.
+
+The simulator runs as a child process (`python -m franky_sim.run_server -s mujoco`) in the same
+namespace, not embedded: in one process with franky's libfranka client it crashed natively
+(SIGSEGV in its own UDP sender thread) in about a third of the runs under heavy CPU load. The
+child gets SIGKILL when this process dies (PR_SET_PDEATHSIG) and is terminated on every exit
+path, so no simulator outlives a failed or killed run.
 
 A monitor thread samples the simulated robot's own state at about 250 Hz: O_T_EE_c (the pose
 the robot was commanded, i.e. what it received) and O_T_EE (measured). Each scenario writes its
@@ -8,13 +14,17 @@ trace and the driver's counters to the JSON file given as argv[1]; the test asse
 
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import traceback
 
 import numpy as np
 
@@ -80,19 +90,80 @@ def save(res: dict, out_path: str) -> None:
     os.replace(out_path + ".tmp", out_path)
 
 
-def main(out_path: str) -> None:
-    faulthandler.enable()  # a native crash (franky, the simulator) names its thread in stderr
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
-    from franky_sim import SimulationServer
-    from franky_sim.mujoco_simulator import MujocoSimulator
+SIM_PORTS = (1337, 1338)  # franky-sim's arm and Franka Hand command ports (TCP)
 
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def start_sim(log_path: str, timeout_s: float = 90.0) -> subprocess.Popen:
+    """Starts franky-sim on 127.0.0.1 in a child process (faulthandler on, output to log_path)
+    and returns once its arm and gripper ports accept connections. A probe connection is
+    harmless: the server accepts it, sees it closed and waits for the next client."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-X", "faulthandler", "-u", "-m", "franky_sim.run_server"]
+            + ["-s", "mujoco", "--hostname", "127.0.0.1"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+    t_end = time.time() + timeout_s
+    pending = list(SIM_PORTS)
+    try:
+        while pending:
+            if proc.poll() is not None:
+                raise RuntimeError(f"franky-sim exited with {proc.returncode} during startup")
+            if time.time() > t_end:
+                raise RuntimeError(f"franky-sim did not open port(s) {pending} in {timeout_s:.0f} s")
+            try:
+                socket.create_connection(("127.0.0.1", pending[0]), timeout=1.0).close()
+                pending.pop(0)
+            except OSError:
+                time.sleep(0.1)
+    except BaseException:
+        stop_sim(proc)
+        raise
+    return proc
+
+
+def stop_sim(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        print(f"franky-sim had exited with {proc.returncode}", file=sys.stderr)
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=5.0)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main(out_path: str) -> None:
+    faulthandler.enable()  # a native crash (franky) names its thread in stderr
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
     t0 = time.time()
-    sim = MujocoSimulator()
-    sim.__enter__()  # initialises the simulation (what `with` does)
-    sim.add_robot()
-    srv = SimulationServer(sim, hostname_candidates=["127.0.0.1"])
-    srv.init()
-    srv.run_async()
+    proc = start_sim(out_path + ".sim.log")
+    rc = 0
+    try:
+        run(out_path, t0)
+        if proc.poll() is not None:  # the results are suspect if the simulator died under them
+            raise RuntimeError(f"franky-sim exited with {proc.returncode} during the scenarios")
+    except BaseException:
+        traceback.print_exc()
+        rc = 1
+    finally:
+        stop_sim(proc)
+    # franky's native threads can crash at interpreter teardown; the results are written (or
+    # the error printed), so leave without it
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
+def run(out_path: str, t0: float) -> None:
     res: dict = {"startup_s": None}
     cfg = ArmConfig(
         host="127.0.0.1", realtime="ignore", relative_dynamics_factor=0.3, home_dynamics_factor=0.3
@@ -126,7 +197,15 @@ def main(out_path: str) -> None:
         while time.time() < t_end and not done(g.width_m):
             time.sleep(0.05)
         widths.append(g.width_m)
+    # franky's move_async runs Gripper::move on `this` in a std::async thread; the closing move is
+    # still running here, and stop() drops the driver's (only) reference to the Gripper: freeing it
+    # under that thread corrupted memory (SIGSEGVs later in unrelated threads). Keep it alive
+    # until the move has ended. (A fix belongs in FrankaHandGripper._close.)
+    hand = g.gripper
     g.stop()
+    if g._future is not None:
+        g._future.wait(10.0)
+    del hand
     res["hand"] = {"widths": widths, "ticks": g.ticks}
     mon = Monitor(arm.robot, arm._lock)
     arm.start()
@@ -253,12 +332,6 @@ def main(out_path: str) -> None:
     res["sent"], res["deferred"], res["paced"] = arm.sent, arm.deferred, arm.paced
 
     save(res, out_path)
-
-    save(res, out_path)
-    # franky's and the simulator's native threads can crash at interpreter teardown; the
-    # results are written, so leave without it
-    sys.stdout.flush()
-    os._exit(0)
 
 
 if __name__ == "__main__":

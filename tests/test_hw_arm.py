@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -234,15 +235,29 @@ def sim(tmp_path_factory):
     if not _can_unshare():
         pytest.skip("needs `unshare -n` (root or user namespaces) to isolate franky-sim's UDP socket")
     out = Path(os.environ.get("CLASS_HW_SIM_RESULT", tmp_path_factory.mktemp("franky") / "res.json"))
+    out.unlink(missing_ok=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.run(
+    # the scenario script starts franky-sim as its own child process; a new session lets a
+    # timeout kill both (the simulator also dies with its parent: PR_SET_PDEATHSIG)
+    p = subprocess.Popen(
         ["unshare", "-n", sys.executable, str(ROOT / "tests" / "hw_franky_scenarios.py"), str(out)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=240,
         env=env,
+        start_new_session=True,
     )
-    assert out.exists(), f"scenario run failed (rc {p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    try:
+        stdout, stderr = p.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        stdout, stderr = p.communicate()
+    sim_log = Path(f"{out}.sim.log")
+    sim_out = sim_log.read_text(errors="replace")[-3000:] if sim_log.exists() else "(no log)"
+    assert p.returncode == 0 and out.exists(), (
+        f"scenario run failed (rc {p.returncode}):\n{stdout[-3000:]}\n{stderr[-3000:]}\n"
+        f"franky-sim:\n{sim_out}"
+    )
     res = json.loads(out.read_text())
     for v in res.values():
         if isinstance(v, dict) and "trace" in v:
