@@ -197,15 +197,9 @@ def run(out_path: str, t0: float) -> None:
         while time.time() < t_end and not done(g.width_m):
             time.sleep(0.05)
         widths.append(g.width_m)
-    # franky's move_async runs Gripper::move on `this` in a std::async thread; the closing move is
-    # still running here, and stop() drops the driver's (only) reference to the Gripper: freeing it
-    # under that thread corrupted memory (SIGSEGVs later in unrelated threads). Keep it alive
-    # until the move has ended. (A fix belongs in FrankaHandGripper._close.)
-    hand = g.gripper
+    # the closing move is still running here: stop() must wait for franky's move thread before
+    # dropping the Gripper (FrankaHandGripper._close), or the process crashes later
     g.stop()
-    if g._future is not None:
-        g._future.wait(10.0)
-    del hand
     res["hand"] = {"widths": widths, "ticks": g.ticks}
     mon = Monitor(arm.robot, arm._lock)
     arm.start()

@@ -204,6 +204,17 @@ class FrankaHandGripper(GripperController):
         self._future = self.gripper.move_async(float(width_m), float(self.cfg.speed_m_s))
 
     def _close(self) -> None:
+        # franky's move_async keeps using the Gripper from a C++ thread: dropping the object while
+        # a move runs frees it under that thread (a use-after-free that crashed the process).
+        # Stop the move and wait for it before letting go.
+        if self.gripper is not None and self._future is not None:
+            try:
+                if not self._future.wait(0.0):
+                    self.gripper.stop()
+                self._future.wait(10.0)
+            except Exception:  # a failed stop/move must not keep the driver from shutting down
+                pass
+        self._future = None
         self.gripper = None
 
 
