@@ -15,6 +15,10 @@ linearly in the number of pairs (marked ``~``).
 
     python benchmarks/dtw_bench.py                       # N = 3000 comparison + scaling 10k/30k
     python benchmarks/dtw_bench.py --sizes 10000 30000 100000 --skip-baselines
+    python benchmarks/dtw_bench.py --kernel              # dtw_lanes alone: pairs/s on 1 thread, data in L1
+
+``--kernel`` reports CPU time of the calling thread (``time.thread_time``), so it stays meaningful
+on a machine shared with other jobs (a busy hyperthread sibling still slows it somewhat).
 """
 
 from __future__ import annotations
@@ -98,7 +102,10 @@ def worker(job: dict) -> dict:
         from class_core.similarity import PairConfig, compute_pairs
 
         cfg = PairConfig(quantile=q, backend=job.get("backend", "numba"))
-        compute_pairs(x[:64], PairConfig(quantile=0.5), progress=False)  # load the compiled kernels
+        # load every compiled kernel (all-pairs pass, sampled threshold, float64 recompute) outside
+        # the timing, as the baselines' JIT compilation is
+        compute_pairs(x[:64], PairConfig(quantile=0.5), progress=False)
+        compute_pairs(x[:600], PairConfig(quantile=q, sample_pairs=1024), progress=False)
         t0 = time.perf_counter()
         ps = compute_pairs(x, cfg, progress=False)
         out["wall_s"] = time.perf_counter() - t0
@@ -152,6 +159,46 @@ def worker(job: dict) -> dict:
     out["extrapolated"] = done < m
     out["threshold"] = thr
     return out
+
+
+def kernel_bench(reps: int = 20000, rounds: int = 5) -> dict:
+    """Pairs per CPU-second of ``dtw_lanes`` alone on one thread (T=16, D=10, float32, data in L1)."""
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
+    import numba
+    from numba import njit
+
+    from class_core.similarity import dtw
+
+    numba.set_num_threads(1)
+    lanes = dtw.LANES
+    x = walk_chunks(lanes + 1, seed=0)
+    t, d = x.shape[1], x.shape[2]
+    a = x[0]
+    bt = np.empty((d, t * lanes), dtype=np.float32)
+    dtw.pack_lanes(x, np.arange(1, lanes + 1, dtype=np.int64), lanes, bt)
+    cst = np.empty(t * lanes, dtype=np.float32)
+    prev, cur, out = cst.copy(), cst.copy(), np.empty(lanes, dtype=np.float32)
+    zero, inf = np.float32(0.0), np.float32(np.inf)
+    kernel = dtw.dtw_lanes
+
+    @njit
+    def loop(a, bt, reps, cst, prev, cur, out):  # pragma: no cover - benchmark only
+        s = np.float32(0.0)
+        for r in range(reps):
+            kernel(a, bt, -1, False, inf, zero, inf, cst, prev, cur, out)
+            s += out[r % lanes]
+        return s
+
+    loop(a, bt, 10, cst, prev, cur, out)
+    ref = np.array([dtw.dtw_distance(a, x[1 + k]) for k in range(lanes)])
+    err = float(np.max(np.abs(out - ref) / ref))
+    best = np.inf
+    for _ in range(rounds):
+        c0 = time.thread_time()
+        loop(a, bt, reps, cst, prev, cur, out)
+        best = min(best, time.thread_time() - c0)
+    ns = best / (reps * lanes) * 1e9
+    return {"ns_per_pair": ns, "mpairs_per_s": 1e3 / ns, "max_rel_err_vs_float64": err}
 
 
 def run_job(job: dict, timeout: float) -> dict:
@@ -216,7 +263,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--timeout", type=float, default=1800, help="per job, seconds")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write all results here")
+    ap.add_argument("--kernel", action="store_true", help="only the single-thread dtw_lanes micro-benchmark")
     args = ap.parse_args(argv)
+    if args.kernel:
+        r = kernel_bench()
+        print(
+            f"dtw_lanes, 1 thread, T=16 D=10 float32, 32 lanes: {r['ns_per_pair']:.1f} ns/pair CPU = "
+            f"{r['mpairs_per_s']:.2f} M pairs/s per thread (max rel. err vs float64 "
+            f"{r['max_rel_err_vs_float64']:.1e}); load average {os.getloadavg()}"
+        )
+        return
     if args.worker:
         res = worker(json.loads(args.worker))
         res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # this job's process

@@ -285,3 +285,16 @@ def test_bad_inputs_raise_clear_errors(tmp_path: Path) -> None:
         load_pairs(tmp_path / "x.npz")
     with pytest.raises(FileNotFoundError, match="nope.npz"):
         load_pairs(tmp_path / "nope.npz")
+
+
+def test_order_by_distance_equals_lexsort_with_ties():
+    from class_core.similarity.pairs import order_by_distance
+
+    rng = np.random.default_rng(3)
+    d = rng.integers(0, 40, size=5000).astype(np.float64) / 7.0  # many exact ties
+    i = rng.integers(0, 300, size=d.size)
+    j = rng.integers(0, 300, size=d.size)
+    np.testing.assert_array_equal(order_by_distance(d, i, j), np.lexsort((j, i, d)))
+    d2 = rng.normal(size=1000)  # no ties
+    i2, j2 = np.arange(1000), np.arange(1000)
+    np.testing.assert_array_equal(order_by_distance(d2, i2, j2), np.lexsort((j2, i2, d2)))

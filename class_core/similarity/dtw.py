@@ -132,62 +132,87 @@ def dtw_distance(x: np.ndarray, y: np.ndarray, cost: str = "sqeuclidean", band: 
 
 @njit(cache=True, fastmath=FASTMATH)
 def dtw_lanes(a, bt, band, euclid, thr, zero, inf, cst, prev, cur, out):
-    """DTW of anchor ``a`` (T, D) against ``L`` candidates ``bt`` (T, D, L), written into ``out`` (L,).
+    """DTW of anchor ``a`` (T, D) against ``L`` candidates, written into ``out`` (L,).
 
+    Layout (lanes contiguous, so every inner loop is a unit-stride loop over lanes that LLVM
+    vectorises): ``bt[d, q * L + l]`` = step ``q``, dimension ``d`` of candidate ``l`` (``pack_lanes``);
+    ``cst``, ``prev``, ``cur``: (T * L,) scratch, cell ``(q, l)`` at ``q * L + l``.
     ``zero``/``inf`` carry the dtype (float32 or float64). Lanes whose DP row minimum exceeds
-    ``thr`` may be abandoned: if every lane exceeds it, ``out`` is filled with inf. ``cst``, ``prev``
-    and ``cur`` are (T, L) scratch buffers of the same dtype.
+    ``thr`` may be abandoned: if every lane exceeds it (checked every 4th row), ``out`` is filled
+    with inf.
+
+    Speed (PERF-FACTS, docs/similarity.md): the local cost of a DP row is accumulated with the
+    dimension loop outermost over the whole contiguous (q, l) row, so each dimension is one
+    streaming loop of sub + fma; every inner loop starts at 0 on a slice view, so numba's negative
+    index wraparound folds away and LLVM emits packed (not gathered) loads. ~3x the previous
+    (q, d, l) kernel, whose per-cell accumulation over d was a serial chain through memory.
     """
-    T = bt.shape[0]
-    D = bt.shape[1]
-    L = bt.shape[2]
+    T = a.shape[0]
+    D = a.shape[1]
+    L = out.shape[0]
     for p in range(T):
         lo = 0
         hi = T - 1
         if band >= 0:
             lo = max(0, p - band)
             hi = min(T - 1, p + band)
-        for q in range(lo, hi + 1):
-            for l in range(L):
-                cst[q, l] = zero
-            for d in range(D):
-                av = a[p, d]
-                for l in range(L):
-                    t = av - bt[q, d, l]
-                    cst[q, l] += t * t
+        k0 = lo * L
+        n = (hi + 1 - lo) * L
+        c = cst[k0 : k0 + n]
+        av = a[p, 0]
+        b = bt[0, k0 : k0 + n]
+        for k in range(n):
+            t = av - b[k]
+            c[k] = t * t
+        for d in range(1, D):
+            av = a[p, d]
+            b = bt[d, k0 : k0 + n]
+            for k in range(n):
+                t = av - b[k]
+                c[k] += t * t
         if euclid:
-            for q in range(lo, hi + 1):
-                for l in range(L):
-                    cst[q, l] = np.sqrt(cst[q, l])
-        for q in range(0, lo):
-            for l in range(L):
-                cur[q, l] = inf
+            for k in range(n):
+                c[k] = np.sqrt(c[k])
+        for k in range(k0):
+            cur[k] = inf
         if p == 0:
             for l in range(L):
-                cur[0, l] = cst[0, l]
+                cur[l] = cst[l]
             for q in range(1, hi + 1):
+                cc = cur[q * L : q * L + L]
+                cp = cur[q * L - L : q * L]
+                cs = cst[q * L : q * L + L]
                 for l in range(L):
-                    cur[q, l] = cst[q, l] + cur[q - 1, l]
+                    cc[l] = cs[l] + cp[l]
         else:
             if lo == 0:
                 for l in range(L):
-                    cur[0, l] = cst[0, l] + prev[0, l]
+                    cur[l] = cst[l] + prev[l]
             else:
+                cc = cur[k0 : k0 + L]
+                pp = prev[k0 - L : k0]
+                pq = prev[k0 : k0 + L]
+                cs = cst[k0 : k0 + L]
                 for l in range(L):
-                    cur[lo, l] = cst[lo, l] + min(prev[lo, l], prev[lo - 1, l])
+                    cc[l] = cs[l] + min(pq[l], pp[l])
             for q in range(lo + 1, hi + 1):
+                base = q * L
+                cc = cur[base : base + L]
+                cp = cur[base - L : base]
+                pq = prev[base : base + L]
+                pp = prev[base - L : base]
+                cs = cst[base : base + L]
                 for l in range(L):
-                    cur[q, l] = cst[q, l] + min(min(prev[q, l], prev[q - 1, l]), cur[q - 1, l])
-        for q in range(hi + 1, T):
-            for l in range(L):
-                cur[q, l] = inf
-        if thr < inf and p < T - 1:
-            # every later cell descends from this row, so its minimum bounds the final cost
+                    cc[l] = cs[l] + min(min(pq[l], pp[l]), cp[l])
+        tail = cur[(hi + 1) * L :]
+        for k in range(tail.shape[0]):
+            tail[k] = inf
+        if thr < inf and p < T - 1 and (p & 3) == 3:
             alive = False
             for l in range(L):
-                mn = cur[lo, l]
+                mn = cur[k0 + l]
                 for q in range(lo + 1, hi + 1):
-                    mn = min(mn, cur[q, l])
+                    mn = min(mn, cur[q * L + l])
                 if mn <= thr:
                     alive = True
                     break
@@ -196,8 +221,23 @@ def dtw_lanes(a, bt, band, euclid, thr, zero, inf, cst, prev, cur, out):
                     out[l] = inf
                 return
         prev, cur = cur, prev
+    last = prev[(T - 1) * L : T * L]
     for l in range(L):
-        out[l] = prev[T - 1, l]
+        out[l] = last[l]
+
+
+@njit(cache=True)
+def pack_lanes(X, J, nb, bt):
+    """Pack chunks ``X[J[0:nb]]`` into the lane layout ``bt`` (D, T * L); idle lanes repeat the last one."""
+    T = X.shape[1]
+    D = X.shape[2]
+    L = bt.shape[1] // T
+    for l in range(L):
+        xj = X[J[min(l, nb - 1)]]
+        for q in range(T):
+            base = q * L + l
+            for d in range(D):
+                bt[d, base] = xj[q, d]
 
 
 @njit(cache=True, parallel=True)
@@ -208,18 +248,14 @@ def _grouped_dist(X, I, J, starts, band, euclid, zero, inf):
     for g in prange(starts.shape[0] - 1):
         s0, s1 = starts[g], starts[g + 1]
         a = X[I[s0]]
-        bt = np.empty((T, D, LANES), dtype=X.dtype)
-        cst = np.empty((T, LANES), dtype=X.dtype)
-        prev = np.empty((T, LANES), dtype=X.dtype)
-        cur = np.empty((T, LANES), dtype=X.dtype)
+        bt = np.empty((D, T * LANES), dtype=X.dtype)
+        cst = np.empty(T * LANES, dtype=X.dtype)
+        prev = np.empty(T * LANES, dtype=X.dtype)
+        cur = np.empty(T * LANES, dtype=X.dtype)
         res = np.empty(LANES, dtype=X.dtype)
         for b0 in range(s0, s1, LANES):
             nb = min(LANES, s1 - b0)
-            for l in range(LANES):
-                j = J[b0 + min(l, nb - 1)]
-                for q in range(T):
-                    for d in range(D):
-                        bt[q, d, l] = X[j, q, d]
+            pack_lanes(X, J[b0 : b0 + nb], nb, bt)
             dtw_lanes(a, bt, band, euclid, inf, zero, inf, cst, prev, cur, res)
             for l in range(nb):
                 out[b0 + l] = res[l]

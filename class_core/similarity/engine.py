@@ -37,9 +37,9 @@ from tqdm import tqdm
 from class_core.io import atomic_save_npz, atomic_write_text
 from class_core.similarity import kernels
 from class_core.similarity.dtw import LANES, check_band, check_cost, pair_distances
-from class_core.similarity.pairs import FORMAT, WEIGHT_MODES, PairSet, pair_weights
+from class_core.similarity.pairs import FORMAT, WEIGHT_MODES, PairSet, order_by_distance, pair_weights
 
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"  # 2: sort direction via eigh (strip files of 1 index another order)
 BACKENDS = ("numba", "torch")
 # float32 DTW of T=16 steps is within ~1e-6 relative of the float64 value; 1e-4 is a wide margin
 REL_MARGIN = 1e-4
@@ -163,6 +163,7 @@ class _Prepared:
     bmax: np.ndarray
     s: np.ndarray  # (N,) float64, ascending
     order: np.ndarray  # sorted position -> original index
+    kb: np.ndarray  # (4, D, N / LANES) first/last-step boxes of aligned column blocks
 
 
 def _prepare(x: np.ndarray, seed: int) -> _Prepared:
@@ -172,9 +173,13 @@ def _prepare(x: np.ndarray, seed: int) -> _Prepared:
     rng = np.random.default_rng(seed)
     sub = f[rng.choice(n, size=min(n, 20000), replace=False)]
     sub = sub - sub.mean(0)
-    # first principal direction: spreads the chunks most, so the gap bound stops rows soonest
-    _, _, vt = np.linalg.svd(sub, full_matrices=False)
-    u = vt[0] / np.linalg.norm(vt[0])
+    # first principal direction: spreads the chunks most, so the gap bound stops rows soonest.
+    # eigh of the small (2D, 2D) scatter matrix, built with einsum (no BLAS): an SVD of the
+    # (20000, 2D) sample took ~0.3 s on a loaded 2-core machine (BLAS threads vs numba's)
+    cov = np.einsum("ni,nj->ij", sub, sub)
+    _, vecs = np.linalg.eigh(cov)
+    u = vecs[:, -1] / np.linalg.norm(vecs[:, -1])
+    u = u if u[np.argmax(np.abs(u))] > 0 else -u  # a deterministic sign
     s_raw = f @ u
     order = np.argsort(s_raw, kind="stable")
     xs = np.ascontiguousarray(x[order])
@@ -185,6 +190,7 @@ def _prepare(x: np.ndarray, seed: int) -> _Prepared:
         bmax=np.ascontiguousarray(xs.max(axis=1).T),
         s=s_raw[order],
         order=order,
+        kb=kernels.block_boxes(xs),
     )
 
 
@@ -259,30 +265,32 @@ def _strip_numba(
         out_d = np.empty((rows, c1 - c0), dtype=np.float32)
         out_n = np.zeros(rows, dtype=np.int64)
         st = np.zeros((rows, 3), dtype=np.int64)
-        kernels.strip_candidates(
-            prep.x,
-            prep.xt,
-            prep.bmin,
-            prep.bmax,
-            jmax,
-            r0,
-            r1,
-            c0,
-            c1,
-            band,
-            euclid,
-            thr32,
-            prune,
-            out_j,
-            out_d,
-            out_n,
-            st,
-        )
-        mask = np.arange(c1 - c0)[None, :] < out_n[:, None]
-        rr, _ = np.nonzero(mask)
-        parts_i.append((rr + r0).astype(np.int64))
-        parts_j.append(out_j[mask])
-        parts_d.append(out_d[mask])
+        # rows differ in work (row length, pruning): hand them to the threads in small chunks
+        with numba.parallel_chunksize(8):
+            kernels.strip_candidates(
+                prep.x,
+                prep.xt,
+                prep.bmin,
+                prep.bmax,
+                prep.kb,
+                jmax,
+                r0,
+                r1,
+                c0,
+                c1,
+                band,
+                euclid,
+                thr32,
+                prune,
+                out_j,
+                out_d,
+                out_n,
+                st,
+            )
+        ii, jj, dd = kernels.gather_rows(out_j, out_d, out_n, r0)
+        parts_i.append(ii)
+        parts_j.append(jj)
+        parts_d.append(dd)
         stats += st.sum(0)
     return {
         "i": np.concatenate(parts_i) if parts_i else np.empty(0, np.int64),
@@ -340,24 +348,25 @@ def _topk_numba(prep: _Prepared, r0: int, r1: int, k: int, band: int, euclid: bo
     out_d = np.empty((rows, cap), dtype=np.float32)
     out_n = np.zeros(rows, dtype=np.int64)
     st = np.zeros((rows, 3), dtype=np.int64)
-    kernels.topk_candidates(
-        prep.x,
-        prep.xt,
-        prep.bmin,
-        prep.bmax,
-        prep.s,
-        r0,
-        r1,
-        k,
-        band,
-        euclid,
-        np.float32(REL_MARGIN),
-        not euclid,
-        out_j,
-        out_d,
-        out_n,
-        st,
-    )
+    with numba.parallel_chunksize(8):
+        kernels.topk_candidates(
+            prep.x,
+            prep.xt,
+            prep.bmin,
+            prep.bmax,
+            prep.s,
+            r0,
+            r1,
+            k,
+            band,
+            euclid,
+            np.float32(REL_MARGIN),
+            not euclid,
+            out_j,
+            out_d,
+            out_n,
+            st,
+        )
     mask = np.arange(cap)[None, :] < out_n[:, None]
     rr, _ = np.nonzero(mask)
     return {"i": (rr + r0).astype(np.int64), "j": out_j[mask], "d": out_d[mask], "stats": st.sum(0)}
@@ -444,7 +453,11 @@ def _sample_threshold(prep: _Prepared, cfg: PairConfig, band: int, euclid: bool)
     if m <= 4 * cfg.sample_pairs:
         return math.inf  # small job: collect every pair
     rng = np.random.default_rng(cfg.seed + 1)
-    anchors = rng.integers(0, n, size=cfg.sample_pairs // LANES)
+    # the sample costs full (unpruned) DTWs: keep it under ~1.5 % of M (at N = 3000 the full
+    # 262k sample was more DTW work than the pruned pass itself); a smaller sample only widens
+    # the margin q_hi - q below, never the exactness
+    size = min(cfg.sample_pairs, max(m // 64, 16 * 1024))
+    anchors = rng.integers(0, n, size=max(1, size // LANES))
     i = np.repeat(anchors, LANES)
     j = rng.integers(0, n - 1, size=i.size)
     j = j + (j >= i)  # uniform over j != i
@@ -575,11 +588,15 @@ def compute_pairs(
             return None
         sel = cd <= np.float32(v * (1 + REL_MARGIN))
         ci, cj = ci[sel], cj[sel]
+        del res_all, cd, sel  # the candidate lists: keep the peak RSS down (N = 30k: ~12M pairs)
         d64 = pair_distances(prep.x.astype(np.float64), ci, cj, cfg.cost, cfg.band)
         oi, oj = prep.order[ci], prep.order[cj]
+        del ci, cj
         lo, hi = np.minimum(oi, oj), np.maximum(oi, oj)
-        take = np.lexsort((hi, lo, d64))[:k_pos]
+        del oi, oj
+        take = order_by_distance(d64, lo, hi)[:k_pos]
         pi, pj, pd = lo[take], hi[take], d64[take]
+        del lo, hi, d64, take
         threshold = float(pd.max())
     else:
         k = int(cfg.topk)
@@ -613,7 +630,7 @@ def compute_pairs(
         pi, pj, pd = lo[first], hi[first], pd_all[first]
         threshold = float(pd.max()) if pd.size else 0.0
 
-    order = np.lexsort((pj, pi))
+    order = np.argsort(pi.astype(np.int64) * n + pj)  # (i, j) codes are unique: any sort kind
     pi, pj, pd = pi[order].astype(np.int64), pj[order].astype(np.int64), pd[order]
     w = pair_weights(pd, pi, pj, cfg.weights)
     m_pairs = n * (n - 1) // 2

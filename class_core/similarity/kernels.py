@@ -10,57 +10,63 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from class_core.similarity.dtw import FASTMATH, LANES, dtw_lanes
+from class_core.similarity.dtw import FASTMATH, LANES, dtw_lanes, pack_lanes
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _lower_bounds(a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr, lb):
+def _lower_bounds(a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr, use_box, lb, e, b1, b2):
     """lb[l] = LB_Kim + max(box bound both ways) of anchor ``a`` vs chunks j0..j0+nb (float32).
 
     Every warping path visits (0, 0), (T-1, T-1) and one cell in each middle row (column), and
-    that cell costs at least the distance to the other chunk's bounding box.
+    that cell costs at least the distance to the other chunk's per-dimension bounding box.
+    The box bound is only computed when ``use_box`` and some lane survives LB_Kim (it costs ~15x
+    more). Returns the number of lanes that survive LB_Kim (input of ``_box_gate``).
+    ``e``, ``b1``, ``b2``: (LANES,) float32 scratch. Every inner loop runs from 0 over a slice
+    view, so it compiles to packed SIMD (an offset index ``j0 + l`` made numba's wraparound
+    check defeat the vectoriser).
     """
     T = Xt.shape[0]
     D = Xt.shape[1]
     zero = np.float32(0.0)
     for l in range(nb):
         lb[l] = zero
+        e[l] = zero
     for d in range(D):
         av = a[0, d]
+        x = Xt[0, d, j0 : j0 + nb]
         for l in range(nb):
-            t = av - Xt[0, d, j0 + l]
+            t = av - x[l]
             lb[l] += t * t
-    if euclid:
-        for l in range(nb):
-            lb[l] = np.sqrt(lb[l])
-    e = np.empty(LANES, dtype=np.float32)
     if T > 1:
-        for l in range(nb):
-            e[l] = zero
         for d in range(D):
             av = a[T - 1, d]
+            x = Xt[T - 1, d, j0 : j0 + nb]
             for l in range(nb):
-                t = av - Xt[T - 1, d, j0 + l]
+                t = av - x[l]
                 e[l] += t * t
+    if euclid:
         for l in range(nb):
-            lb[l] += np.sqrt(e[l]) if euclid else e[l]
-    if T > 2:
-        # the box bound costs ~15x LB_Kim: only when some lane survives LB_Kim
-        alive = False
+            lb[l] = np.sqrt(lb[l]) + np.sqrt(e[l])
+    else:
         for l in range(nb):
-            if lb[l] <= thr:
-                alive = True
-        if not alive:
-            return
-        b1 = np.zeros(LANES, dtype=np.float32)
-        b2 = np.zeros(LANES, dtype=np.float32)
+            lb[l] += e[l]
+    alive = 0
+    for l in range(nb):
+        if lb[l] <= thr:
+            alive += 1
+    if T > 2 and alive > 0 and use_box:
+        # one direction first (anchor rows vs candidate boxes); the other only if a lane survives
+        for l in range(nb):
+            b1[l] = zero
         for p in range(1, T - 1):
             for l in range(nb):
                 e[l] = zero
             for d in range(D):
                 av = a[p, d]
+                lo = bmin[d, j0 : j0 + nb]
+                hi = bmax[d, j0 : j0 + nb]
                 for l in range(nb):
-                    t = max(max(bmin[d, j0 + l] - av, av - bmax[d, j0 + l]), zero)
+                    t = max(max(lo[l] - av, av - hi[l]), zero)
                     e[l] += t * t
             if euclid:
                 for l in range(nb):
@@ -68,13 +74,25 @@ def _lower_bounds(a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr, lb):
             else:
                 for l in range(nb):
                     b1[l] += e[l]
+        more = False
+        for l in range(nb):
+            if lb[l] + b1[l] <= thr:
+                more = True
+        if not more:
+            for l in range(nb):
+                lb[l] += b1[l]
+            return alive
+        for l in range(nb):
+            b2[l] = zero
+        for p in range(1, T - 1):
             for l in range(nb):
                 e[l] = zero
             for d in range(D):
                 lo = amin[d]
                 hi = amax[d]
+                x = Xt[p, d, j0 : j0 + nb]
                 for l in range(nb):
-                    v = Xt[p, d, j0 + l]
+                    v = x[l]
                     t = max(max(lo - v, v - hi), zero)
                     e[l] += t * t
             if euclid:
@@ -85,17 +103,40 @@ def _lower_bounds(a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr, lb):
                     b2[l] += e[l]
         for l in range(nb):
             lb[l] += max(b1[l], b2[l])
+    return alive
+
+
+# Adaptive use of the box bound, per anchor row. It costs about BOX_COST (~85 ns) per lane of a
+# block, a lane it removes saves packing + DTW (~290 ns): worth it while it removes more than
+# ~30 % of the lanes it is computed on (demonstration chunks: most LB_Kim survivors; random walks:
+# few). Measured over the row with decay; when off, it is retried every 16th block. Pruning stays
+# exact whatever the decision (both bounds are valid), only the speed changes.
+@njit(cache=True)
+def _box_gate(st, nb, kim_alive, final_alive, computed):
+    """Update the row's gate state ``st`` (int64[4]: lanes, pruned, blocks, on) after one block."""
+    st[2] += 1
+    if computed and kim_alive > 0:
+        st[0] += nb
+        st[1] += kim_alive - final_alive
+        if st[0] > 8192:
+            st[0] //= 2
+            st[1] //= 2
+    on = st[0] < 256 or st[1] * 10 >= st[0] * 3 or (st[2] & 15) == 0
+    st[3] = 1 if on else 0
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def strip_candidates(
-    X, Xt, bmin, bmax, jmax, r0, r1, c0, c1, band, euclid, thr, thr_prune, out_j, out_d, out_n, stats
+    X, Xt, bmin, bmax, kb, jmax, r0, r1, c0, c1, band, euclid, thr, thr_prune, out_j, out_d, out_n, stats
 ):
     """Pairs (i, j), r0 <= i < r1, max(i+1, c0) <= j < min(c1, jmax[i]), with float32 DTW <= thr.
 
     Row ``i - r0`` of ``out_j``/``out_d`` receives its candidates, ``out_n`` their count;
     ``stats[i - r0]`` = (pairs in range, pairs surviving the lower bounds, lanes computed).
     ``thr_prune`` (slightly above ``thr``) guards the float32 bounds against rounding.
+    Columns are visited in aligned blocks of LANES; ``kb`` (4, D, blocks) = per-block min/max of
+    the first and the last steps (``block_boxes``): LB_Kim of the anchor against those boxes
+    bounds LB_Kim of every chunk in the block, so a whole block can be skipped for ~2 D flops.
     """
     T = X.shape[1]
     D = X.shape[2]
@@ -113,32 +154,52 @@ def strip_candidates(
         st1 = 0
         st2 = 0
         if jhi > jlo:
-            bt = np.empty((T, D, LANES), dtype=np.float32)
-            cst = np.empty((T, LANES), dtype=np.float32)
-            prev = np.empty((T, LANES), dtype=np.float32)
-            cur = np.empty((T, LANES), dtype=np.float32)
+            bt = np.empty((D, T * LANES), dtype=np.float32)
+            cst = np.empty(T * LANES, dtype=np.float32)
+            prev = np.empty(T * LANES, dtype=np.float32)
+            cur = np.empty(T * LANES, dtype=np.float32)
             res = np.empty(LANES, dtype=np.float32)
             lb = np.empty(LANES, dtype=np.float32)
+            e = np.empty(LANES, dtype=np.float32)
+            b1 = np.empty(LANES, dtype=np.float32)
+            b2 = np.empty(LANES, dtype=np.float32)
             pend = np.empty(2 * LANES, dtype=np.int64)
             npend = 0
-            for j0 in range(jlo, jhi, LANES):
-                nb = min(LANES, jhi - j0)
+            gate = np.zeros(4, dtype=np.int64)
+            gate[3] = 1
+            for blk in range(jlo // LANES, (jhi - 1) // LANES + 1):
+                j0 = max(jlo, blk * LANES)
+                nb = min(jhi, blk * LANES + LANES) - j0
                 st0 += nb
-                _lower_bounds(a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr_prune, lb)
-                for l in range(nb):
-                    if lb[l] <= thr_prune:
-                        pend[npend] = j0 + l
-                        npend += 1
-                last = j0 + LANES >= jhi
+                s1 = zero
+                s2 = zero
+                for d in range(D):
+                    v = a[0, d]
+                    t = max(max(kb[0, d, blk] - v, v - kb[1, d, blk]), zero)
+                    s1 += t * t
+                    v = a[T - 1, d]
+                    t = max(max(kb[2, d, blk] - v, v - kb[3, d, blk]), zero)
+                    s2 += t * t
+                if T == 1:
+                    s2 = zero
+                blb = np.sqrt(s1) + np.sqrt(s2) if euclid else s1 + s2
+                if blb <= thr_prune:
+                    box = gate[3] == 1
+                    kim = _lower_bounds(
+                        a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr_prune, box, lb, e, b1, b2
+                    )
+                    n0 = npend
+                    for l in range(nb):
+                        if lb[l] <= thr_prune:
+                            pend[npend] = j0 + l
+                            npend += 1
+                    _box_gate(gate, nb, kim, npend - n0, box)
+                last = j0 + nb >= jhi
                 while npend >= LANES or (last and npend > 0):
                     m = min(npend, LANES)
                     st1 += m
                     st2 += LANES
-                    for l in range(LANES):
-                        j = pend[min(l, m - 1)]
-                        for q in range(T):
-                            for d in range(D):
-                                bt[q, d, l] = X[j, q, d]
+                    pack_lanes(X, pend, m, bt)
                     dtw_lanes(a, bt, band, euclid, thr, zero, inf, cst, prev, cur, res)
                     for l in range(m):
                         if res[l] <= thr:
@@ -152,6 +213,42 @@ def strip_candidates(
         stats[r, 0] = st0
         stats[r, 1] = st1
         stats[r, 2] = st2
+
+
+def block_boxes(x: np.ndarray) -> np.ndarray:
+    """(4, D, ceil(N / LANES)) float32: min/max over each aligned block of LANES chunks of the first
+    step (0, 1) and of the last step (2, 3) of sorted chunks ``x`` (N, T, D)."""
+    n, _, d = x.shape
+    nblk = -(-n // LANES)
+    pad = nblk * LANES - n
+    out = np.empty((4, d, nblk), dtype=np.float32)
+    for k, step in ((0, 0), (2, -1)):
+        v = x[:, step, :]
+        if pad:
+            v = np.concatenate([v, np.repeat(v[-1:], pad, axis=0)])
+        v = v.reshape(nblk, LANES, d)
+        out[k] = v.min(axis=1).T
+        out[k + 1] = v.max(axis=1).T
+    return out
+
+
+@njit(cache=True)
+def gather_rows(out_j, out_d, out_n, r0):
+    """Flatten per-row candidate lists (row r holds ``out_n[r]`` entries) into (i, j, d) arrays."""
+    tot = 0
+    for r in range(out_n.shape[0]):
+        tot += out_n[r]
+    ii = np.empty(tot, dtype=np.int64)
+    jj = np.empty(tot, dtype=np.int64)
+    dd = np.empty(tot, dtype=out_d.dtype)
+    k = 0
+    for r in range(out_n.shape[0]):
+        for t in range(out_n[r]):
+            ii[k] = r0 + r
+            jj[k] = out_j[r, t]
+            dd[k] = out_d[r, t]
+            k += 1
+    return ii, jj, dd
 
 
 @njit(cache=True)
@@ -192,13 +289,18 @@ def topk_candidates(X, Xt, bmin, bmax, s, r0, r1, k, band, euclid, rel, gap_sq, 
         a = X[i]
         amin = bmin[:, i].copy()
         amax = bmax[:, i].copy()
-        bt = np.empty((T, D, LANES), dtype=np.float32)
-        cst = np.empty((T, LANES), dtype=np.float32)
-        prev = np.empty((T, LANES), dtype=np.float32)
-        cur = np.empty((T, LANES), dtype=np.float32)
+        bt = np.empty((D, T * LANES), dtype=np.float32)
+        cst = np.empty(T * LANES, dtype=np.float32)
+        prev = np.empty(T * LANES, dtype=np.float32)
+        cur = np.empty(T * LANES, dtype=np.float32)
         res = np.empty(LANES, dtype=np.float32)
         lb = np.empty(LANES, dtype=np.float32)
+        e = np.empty(LANES, dtype=np.float32)
+        b1 = np.empty(LANES, dtype=np.float32)
+        b2 = np.empty(LANES, dtype=np.float32)
         pend = np.empty(2 * LANES, dtype=np.int64)
+        gate = np.zeros(4, dtype=np.int64)
+        gate[3] = 1
         cd = np.empty(cap, dtype=np.float32)
         cj = np.empty(cap, dtype=np.int64)
         n = 0
@@ -227,20 +329,19 @@ def topk_candidates(X, Xt, bmin, bmax, s, r0, r1, k, band, euclid, rel, gap_sq, 
                     j0 = left - nb + 1
                     left -= nb
                 st0 += nb
-                _lower_bounds(a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, bound, lb)
+                box = gate[3] == 1
+                kim = _lower_bounds(a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, bound, box, lb, e, b1, b2)
+                n0 = npend
                 for l in range(nb):
                     if lb[l] <= bound:
                         pend[npend] = j0 + l
                         npend += 1
+                _box_gate(gate, nb, kim, npend - n0, box)
             while npend >= LANES or (done and npend > 0):
                 m = min(npend, LANES)
                 st1 += m
                 st2 += LANES
-                for l in range(LANES):
-                    j = pend[min(l, m - 1)]
-                    for q in range(T):
-                        for d in range(D):
-                            bt[q, d, l] = X[j, q, d]
+                pack_lanes(X, pend, m, bt)
                 dtw_lanes(a, bt, band, euclid, bound, zero, inf, cst, prev, cur, res)
                 for l in range(m):
                     if res[l] <= bound:

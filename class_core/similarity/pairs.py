@@ -26,6 +26,26 @@ WEIGHT_MODES = ("rank", "cdf")
 FORMAT = "class-pairs/1"
 
 
+def order_by_distance(distance: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """The permutation that sorts pairs by (distance, i, j): equal to ``np.lexsort((j, i, distance))``.
+
+    One unstable argsort of the distances (numpy's SIMD quicksort: several x faster than
+    ``lexsort`` on millions of pairs), then only the runs of exactly tied distances are re-sorted
+    by (i, j).
+    """
+    d = np.asarray(distance, dtype=np.float64)
+    order = np.argsort(d)
+    if d.size < 2:
+        return order
+    ds = d[order]
+    t = np.flatnonzero(ds[1:] == ds[:-1])
+    if t.size:
+        pos = np.unique(np.concatenate([t, t + 1]))  # every position inside a run of ties
+        sub = np.sort(order[pos])  # by index: full ties keep lexsort's (stable) order
+        order[pos] = sub[np.lexsort((np.asarray(j)[sub], np.asarray(i)[sub], d[sub]))]
+    return order
+
+
 def pair_weights(distance: np.ndarray, i: np.ndarray, j: np.ndarray, mode: str = "rank") -> np.ndarray:
     """Soft weights of K positive pairs from their distances.
 
@@ -42,7 +62,7 @@ def pair_weights(distance: np.ndarray, i: np.ndarray, j: np.ndarray, mode: str =
     if k == 0:
         return w.astype(np.float32)
     if mode == "rank":
-        order = np.lexsort((j, i, d))
+        order = order_by_distance(d, i, j)
         w[order] = 1.0 - np.arange(k) / (k - 1) if k > 1 else 1.0
     else:
         srt = np.sort(d)
