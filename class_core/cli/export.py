@@ -47,6 +47,7 @@ def retrieval_from_config(
     checkpoint, weights = sec.pop("checkpoint", None), sec.pop("encoder_weights", "random")
     cameras, batch_size = sec.pop("cameras", None), int(sec.pop("batch_size", 256))
     device = str(sec.pop("device", "auto"))
+    init_seed = int(sec.pop("init_seed", 0))
     rcfg = from_dict(RetrievalConfig, sec, where="retrieval")
     try:
         rcfg.validate()
@@ -79,8 +80,9 @@ def retrieval_from_config(
             encoder, _ = load_encoder(checkpoint, ema=True)
             meta["encoder_source"] = f"checkpoint {checkpoint} (EMA)"
         else:
+            torch.manual_seed(init_seed)  # a random-init baseline is the same encoder on every run
             encoder = build_encoder({"cameras": list(cameras or image_keys), "weights": weights})
-            meta["encoder_source"] = f"baseline, {weights} init"
+            meta["encoder_source"] = f"baseline, {weights} init (seed {init_seed})"
         if list(encoder.cfg.cameras) != image_keys:  # type: ignore[union-attr,arg-type]
             raise ConfigError(
                 f"retrieval.policy.image_keys {image_keys} differ from the encoder cameras "
