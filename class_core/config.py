@@ -121,6 +121,21 @@ def load_config(
     return cfg
 
 
+def inherit_data_source(section_data: Any, cfg: Mapping[str, Any], where: str) -> None:
+    """Fill a section's ``data.store``/``data.keys`` left null from the top-level ``data:`` section.
+
+    Stages (pre-training, fine-tuning) read the same store as the rest of a task config unless
+    they name their own; the store must be set one way or the other.
+    """
+    top = cfg.get("data") or {}
+    if section_data.store is None:
+        section_data.store = top.get("store")
+    if section_data.keys is None:
+        section_data.keys = top.get("keys")
+    if section_data.store is None:
+        raise ConfigError(f"{where}.data.store (or data.store): path of the episode store is not set")
+
+
 def save_config(cfg: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write the resolved config (what a run actually used) next to its outputs."""
     return atomic_write_text(path, yaml.safe_dump(_plain(cfg), sort_keys=False))

@@ -117,3 +117,21 @@ def test_orthonormalize_rot6d_of_an_average():
     np.testing.assert_allclose(r[:, 0], avg[:3] / np.linalg.norm(avg[:3]), atol=1e-12)
     with pytest.raises(ValueError, match="parallel"):
         rot6d_to_matrix(np.array([1.0, 0, 0, 2.0, 0, 0]))
+
+
+def test_inherit_data_source_falls_back_to_top_level_data():
+    from class_core.config import inherit_data_source
+
+    @dataclasses.dataclass
+    class _Data:
+        store: str | None = None
+        keys: dict | None = None
+
+    d = _Data()
+    inherit_data_source(d, {"data": {"store": "s.zarr", "keys": {"image": "img"}}}, "pretrain")
+    assert d == _Data("s.zarr", {"image": "img"})
+    own = _Data("own.zarr", {})
+    inherit_data_source(own, {"data": {"store": "s.zarr", "keys": {"image": "img"}}}, "finetune")
+    assert own == _Data("own.zarr", {})
+    with pytest.raises(ConfigError, match=r"finetune.data.store \(or data.store\): path of the"):
+        inherit_data_source(_Data(), {}, "finetune")

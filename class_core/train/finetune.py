@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from class_core.config import ConfigError, from_dict, save_config
+from class_core.config import ConfigError, from_dict, inherit_data_source, save_config
 from class_core.data.chunks import chunk_indices
 from class_core.data.store import EpisodeStore, KeyMap
 from class_core.nn.encoder import EncoderConfig, build_encoder, encoder_config_dict
@@ -140,13 +140,7 @@ def parse_config(cfg: Mapping[str, Any]) -> FinetuneConfig:
     if "finetune" not in cfg:
         raise ConfigError("config has no 'finetune' section (add `defaults: [policy_defaults.yaml]`)")
     fc = from_dict(FinetuneConfig, cfg["finetune"], where="finetune")
-    top = cfg.get("data") or {}
-    if fc.data.store is None:
-        fc.data.store = top.get("store")
-    if fc.data.keys is None:
-        fc.data.keys = top.get("keys")
-    if fc.data.store is None:
-        raise ConfigError("finetune.data.store (or data.store): path of the episode store is not set")
+    inherit_data_source(fc.data, cfg, "finetune")
     fc.validate()
     return fc
 

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from class_core.config import ConfigError, from_dict, save_config
+from class_core.config import ConfigError, from_dict, inherit_data_source, save_config
 from class_core.data.store import EpisodeStore
 from class_core.data.torch_dataset import Csr, PretrainDataset, StepBatchSampler
 from class_core.losses import LossStats, soft_info_nce, weight_stats
@@ -123,15 +123,9 @@ def parse_config(cfg: Mapping[str, Any]) -> PretrainConfig:
     if "pretrain" not in cfg:
         raise ConfigError("config has no 'pretrain' section")
     pc = from_dict(PretrainConfig, cfg["pretrain"], where="pretrain")
-    top_data = cfg.get("data") or {}
-    if pc.data.store is None:
-        pc.data.store = top_data.get("store")
-    if pc.data.keys is None:
-        pc.data.keys = top_data.get("keys")
+    inherit_data_source(pc.data, cfg, "pretrain")
     if pc.data.pairs is None:
         pc.data.pairs = (cfg.get("similarity") or {}).get("out")
-    if pc.data.store is None:
-        raise ConfigError("pretrain.data.store (or data.store): path of the episode store is not set")
     pc.validate()
     return pc
 
