@@ -195,7 +195,8 @@ class PushTTask(Task):
 
     kwargs: ``image_size`` (observation side, 96), ``max_steps`` (300, as gym.make sets),
     ``render_size`` (video frame side, 512), ``min_color_distance`` and ``max_red_excess``
-    (Rand-Color sampling, RGB units).
+    (Rand-Color sampling, RGB units), ``success_threshold`` (coverage that counts as success;
+    None keeps gym-pusht's 0.95, the CLASS paper counts IoU > 0.90 within 500 steps).
     """
 
     name = "pusht"
@@ -203,6 +204,7 @@ class PushTTask(Task):
     control_hz = 10.0
     image_keys = ("image",)
     proprio_keys = ("agent_pos",)
+    progress_key = "coverage"
     action_low = np.zeros(2)
     action_high = np.full(2, 512.0)
 
@@ -214,6 +216,7 @@ class PushTTask(Task):
         render_size: int = 512,
         min_color_distance: float = 100.0,
         max_red_excess: float = 60.0,
+        success_threshold: float | None = None,
     ):
         super().__init__()
         if variant not in VARIANTS:
@@ -227,6 +230,10 @@ class PushTTask(Task):
         self.min_color_distance = float(min_color_distance)
         self.max_red_excess = float(max_red_excess)
         self.env = ColoredPushTEnv(observation_width=int(image_size), observation_height=int(image_size))
+        if success_threshold is not None:
+            if isinstance(success_threshold, bool) or not 0.0 < float(success_threshold) <= 1.0:
+                raise ValueError(f"pusht: success_threshold must be in (0, 1], got {success_threshold!r}")
+            self.env.success_threshold = float(success_threshold)  # gym-pusht's step() reads it
         # validate the colour parameters now rather than at the first reset
         if variant == "rand-color":
             sample_colors(np.random.default_rng(0), self.min_color_distance, self.max_red_excess)

@@ -54,6 +54,8 @@ class EpisodeResult:
     video: str | None = None
     final_info: dict[str, Any] = field(default_factory=dict)
     episode_info: dict[str, Any] = field(default_factory=dict)
+    #: episode maximum of the task's ``progress_key`` (None when the task has none)
+    max_progress: float | None = None
 
     def summary(self) -> dict[str, Any]:
         d = asdict(self)
@@ -90,11 +92,15 @@ def run_episode(
     latencies: list[float] = []
     success = False
     info: dict[str, Any] = {}
+    best: float | None = None
     while True:
         t = time.perf_counter()
         action = policy.select_action(obs)
         latencies.append((time.perf_counter() - t) * 1e3)
         obs, success, info = task.step(np.asarray(action))
+        if task.progress_key is not None:
+            value = float(info[task.progress_key])
+            best = value if best is None else max(best, value)
         if record_video:
             frames.append(task.render())
         if success or info["truncated"]:
@@ -117,6 +123,7 @@ def run_episode(
         video,
         final,
         task.episode_info(),
+        best,
     )
 
 
@@ -136,6 +143,10 @@ class EvalSummary:
     seconds: float
     task_kwargs: dict[str, Any]
     results: list[EpisodeResult]
+    #: the task's progress measure (e.g. ``coverage``) and its mean episode maximum / final value
+    progress_key: str | None = None
+    mean_max_progress: float | None = None
+    mean_final_progress: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k != "results"}
@@ -154,6 +165,14 @@ class EvalSummary:
             f"| {self.episodes} | {self.success_rate:.3f} ({self.successes}/{self.episodes}) "
             f"| [{lo:.3f}, {hi:.3f}] | {self.mean_steps:.1f} "
             f"| {lat['mean']:.2f} / {lat['p50']:.2f} / {lat['p95']:.2f} / {lat['max']:.2f} |",
+        ]
+        if self.progress_key is not None:
+            lines += [
+                "",
+                f"Mean {self.progress_key}: episode maximum {self.mean_max_progress:.3f}, "
+                f"final {self.mean_final_progress:.3f}.",
+            ]
+        lines += [
             "",
             f"Seeds {self.seed}..{self.seed + self.episodes - 1}, "
             f"{self.workers} worker(s), {self.seconds:.1f} s.",
@@ -220,12 +239,14 @@ def evaluate(
     if workers == 1:
         with make_task(task_name, variant, **task_kwargs) as task:
             variant = task.variant
+            progress_key = task.progress_key
             policy = policy_factory(task)
             for i in range(episodes):
                 note(run_episode(task, policy, seed + i, i, i in videos, vdir))
     else:
         with make_task(task_name, variant, **task_kwargs) as probe:  # early errors, variant name
             variant = probe.variant
+            progress_key = probe.progress_key
         threads = max(1, (os.cpu_count() or 1) // workers)
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(
@@ -241,6 +262,9 @@ def evaluate(
     results.sort(key=lambda r: r.index)
     lat = np.concatenate([r.latencies_ms for r in results]) if results else np.zeros(1)
     k = sum(r.success for r in results)
+    best = [r.max_progress for r in results if r.max_progress is not None]
+    key = progress_key or ""
+    final = [float(r.final_info[key]) for r in results if key in r.final_info]
     summary = EvalSummary(
         task=task_name,
         variant=str(variant),
@@ -261,6 +285,9 @@ def evaluate(
         seconds=time.perf_counter() - t0,
         task_kwargs=task_kwargs,
         results=results,
+        progress_key=progress_key,
+        mean_max_progress=float(np.mean(best)) if best else None,
+        mean_final_progress=float(np.mean(final)) if final else None,
     )
     if out is not None:
         from class_core.io import atomic_write_text

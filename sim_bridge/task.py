@@ -47,6 +47,9 @@ class Task(ABC):
     control_hz: float = 0.0
     image_keys: tuple[str, ...] = ()
     proprio_keys: tuple[str, ...] = ()
+    #: numeric ``info`` key that grades partial progress (Push-T: ``coverage``); rollouts report
+    #: its episode maximum and final value beside success
+    progress_key: str | None = None
 
     def __init__(self) -> None:
         self._steps = 0

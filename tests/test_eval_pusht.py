@@ -58,6 +58,34 @@ def test_generic_policy_runs_to_the_step_limit(tmp_path):
     d = json.loads((tmp_path / "results.json").read_text())
     assert d["episodes"] == 2 and d["task_kwargs"] == {"max_steps": 4}
     assert [e["seed"] for e in d["episodes_detail"]] == [5, 6]
+    # coverage is graded beside success: the episode maximum and the final value
+    assert d["progress_key"] == "coverage"
+    for r in s.results:
+        assert 0.0 <= r.final_info["coverage"] <= r.max_progress <= 1.0
+    assert d["mean_max_progress"] == pytest.approx(np.mean([r.max_progress for r in s.results]))
+    assert "Mean coverage: episode maximum" in (tmp_path / "results.md").read_text()
+
+
+def test_pusht_success_threshold_option():
+    """The CLASS paper counts IoU > 0.90 as success; gym-pusht's default is 0.95."""
+    from sim_bridge import make_task
+
+    def step_at_goal_shifted(task, dx):
+        task.reset(seed=0)
+        task.env.block.angle = np.pi / 4
+        task.env.block.position = (256.0 + dx, 256.0)
+        task.env.agent.position = (50.0, 50.0)
+        return task.step(np.array([50.0, 50.0]))
+
+    # 3 px off the goal: coverage ~0.92, a success only under the paper's threshold
+    for threshold, expected in ((None, False), (0.9, True)):
+        with make_task("pusht", "fixed-color", success_threshold=threshold) as task:
+            assert task.success_threshold == (threshold or 0.95)
+            _, success, info = step_at_goal_shifted(task, 3.0)
+            assert 0.9 < info["coverage"] < 0.95 and success is expected
+    for bad in (0.0, 1.5, True):
+        with pytest.raises(ValueError, match="success_threshold"):
+            make_task("pusht", "fixed-color", success_threshold=bad)
 
 
 def test_class_eval_scripted_parallel_with_video(tmp_path, capsys):

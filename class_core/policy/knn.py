@@ -102,8 +102,7 @@ class RetrievalPolicy(Policy):
             )
         if index.dim != obs_encoder.out_dim:
             raise ValueError(
-                f"bank latents have d={index.dim} but the observation encoder gives "
-                f"{obs_encoder.out_dim}"
+                f"bank latents have d={index.dim} but the observation encoder gives {obs_encoder.out_dim}"
             )
         self.obs_encoder = obs_encoder.eval()
         self.index = index
