@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+from class_core.cli.training import add_training_arguments, run_training
 
 EPILOG = """\
 examples:
@@ -30,41 +33,24 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", required=True, help="task YAML with a `finetune` section")
-    p.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. finetune.head.type=mlp"
-    )
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the out_dir")
-    p.add_argument("--out", default=None, help="shortcut for finetune.train.out_dir=OUT")
-    p.add_argument("--device", default=None, help="shortcut for finetune.train.device (auto, cpu, cuda)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    add_training_arguments(p, "finetune", "finetune.head.type=mlp")
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from class_core.config import ConfigError, load_config
-    from class_core.data.store import StoreError
-    from class_core.train.checkpoint import CheckpointError
-    from class_core.train.finetune import finetune
-
-    overrides = list(args.overrides)
-    if args.out is not None:
-        overrides.append(f"finetune.train.out_dir={args.out}")
-    if args.device is not None:
-        overrides.append(f"finetune.train.device={args.device}")
-    try:
-        cfg = load_config(args.config, overrides)
-        result = finetune(cfg, resume=args.resume, progress=not args.no_progress)
-    except (ConfigError, StoreError, CheckpointError, FileExistsError, FileNotFoundError) as e:
-        print(f"class-finetune: error: {e}", file=sys.stderr)
-        return 2
+def _summary(result: Any) -> str:
     msg = f"done: {result.steps} steps, checkpoint {result.checkpoint}"
     if result.losses:
         msg += f", last loss {result.losses[-1][1]:.4f}"
     if result.artifact is not None:
         msg += f", policy artifact {result.artifact}"
-    print(msg)
-    return 0
+    return msg
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from class_core.train.finetune import finetune
+
+    return run_training("class-finetune", args, "finetune", finetune, _summary)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+from class_core.cli.training import add_training_arguments, run_training
 
 EPILOG = """\
 examples:
@@ -32,44 +35,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config", required=True, help="task YAML with a `pretrain` section (e.g. config/debug.yaml)"
     )
-    p.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. pretrain.train.epochs=10"
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from the latest checkpoint in pretrain.train.out_dir (exactly as if never stopped)",
-    )
-    p.add_argument("--out", default=None, help="shortcut for pretrain.train.out_dir=OUT")
-    p.add_argument(
-        "--device", default=None, help="shortcut for pretrain.train.device (auto, cpu, cuda, cuda:1)"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    add_training_arguments(p, "pretrain", "pretrain.train.epochs=10")
     return p
+
+
+def _summary(result: Any) -> str:
+    msg = f"done: {result.steps} steps, checkpoint {result.checkpoint}"
+    if result.history:
+        msg += f", last loss {result.history[-1].loss:.4f}"
+    return msg
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from class_core.config import ConfigError, load_config
     from class_core.train.pretrain import pretrain
 
-    overrides = list(args.overrides)
-    if args.out is not None:
-        overrides.append(f"pretrain.train.out_dir={args.out}")
-    if args.device is not None:
-        overrides.append(f"pretrain.train.device={args.device}")
-    try:
-        cfg = load_config(args.config, overrides)
-        result = pretrain(cfg, resume=args.resume, progress=not args.no_progress)
-    except (ConfigError, FileExistsError, FileNotFoundError) as e:
-        print(f"class-pretrain: error: {e}", file=sys.stderr)
-        return 2
-    last = result.history[-1] if result.history else None
-    msg = f"done: {result.steps} steps, checkpoint {result.checkpoint}"
-    if last is not None:
-        msg += f", last loss {last.loss:.4f}"
-    print(msg)
-    return 0
+    return run_training("class-pretrain", args, "pretrain", pretrain, _summary)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,22 @@ the weights. ``power`` 0.75 (CLASS) reaches 0.999 after 10k steps.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+
+@dataclass
+class EmaConfig:
+    """The ``ema`` config section of pre-training and fine-tuning (the arguments of ``ema_decay``)."""
+
+    enabled: bool = True
+    power: float = 0.75
+    inv_gamma: float = 1.0
+    min_decay: float = 0.0
+    max_decay: float = 0.9999
 
 
 def ema_decay(

@@ -33,7 +33,7 @@ from class_core.nn.heads import HeadConfig
 from class_core.policy.base import MinMax, PolicySpec, resolve_rot6d
 from class_core.policy.parametric import HeadPolicy, PolicyModel, build_policy_model
 from class_core.train import checkpoint as ckpt
-from class_core.train.ema import EMA
+from class_core.train.ema import EMA, EmaConfig
 from class_core.train.schedule import cosine_factor
 
 
@@ -73,15 +73,6 @@ class FtOptim:
 
 
 @dataclass
-class FtEma:
-    enabled: bool = True
-    power: float = 0.75
-    inv_gamma: float = 1.0
-    min_decay: float = 0.0
-    max_decay: float = 0.9999
-
-
-@dataclass
 class FtTrain:
     out_dir: str = "runs/finetune"
     batch_size: int = 64
@@ -103,7 +94,7 @@ class FinetuneConfig:
     policy: FtPolicy = field(default_factory=FtPolicy)
     head: HeadConfig = field(default_factory=HeadConfig)
     optim: FtOptim = field(default_factory=FtOptim)
-    ema: FtEma = field(default_factory=FtEma)
+    ema: EmaConfig = field(default_factory=EmaConfig)
     train: FtTrain = field(default_factory=FtTrain)
     export: str | None = None  # write a policy artifact here at the end (e.g. models/pusht_dp)
 

@@ -29,7 +29,7 @@ from class_core.data.torch_dataset import Csr, PretrainDataset, StepBatchSampler
 from class_core.losses import LossStats, soft_info_nce, weight_stats
 from class_core.nn.encoder import EncoderConfig, MultiCameraEncoder, encoder_config_dict
 from class_core.train import checkpoint as ckpt
-from class_core.train.ema import EMA
+from class_core.train.ema import EMA, EmaConfig
 from class_core.train.lars import LARS
 from class_core.train.schedule import cosine_factor, warmup_steps_for
 from class_core.train.synthetic import SyntheticConfig, make_synthetic_pairs, make_synthetic_store
@@ -64,15 +64,6 @@ class OptimSection:
 
 
 @dataclass
-class EmaSection:
-    enabled: bool = True
-    power: float = 0.75
-    inv_gamma: float = 1.0
-    min_decay: float = 0.0
-    max_decay: float = 0.9999
-
-
-@dataclass
 class TrainSection:
     out_dir: str = "runs/pretrain"
     batch_size: int = 160
@@ -94,7 +85,7 @@ class PretrainConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     loss: LossSection = field(default_factory=LossSection)
     optim: OptimSection = field(default_factory=OptimSection)
-    ema: EmaSection = field(default_factory=EmaSection)
+    ema: EmaConfig = field(default_factory=EmaConfig)
     train: TrainSection = field(default_factory=TrainSection)
     synthetic: SyntheticConfig | None = None  # build a synthetic store (+ pairs) if data.store is missing
 
