@@ -3,13 +3,12 @@ publishes /joint_states and /class/robot/ee_pose. Safety lives in class_core.har
 
 from __future__ import annotations
 
-import rclpy
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 
 from class_core import ros_msgs as rm
 from class_core.hardware.arm import ChunkRejected, FrankaArm
-from class_ros.common import RELIABLE, SENSOR
+from class_ros.common import RELIABLE, SENSOR, run_node
 from class_ros.hw_common import now_ns, robot_config
 from class_ros.msg_factory import msg_class, rclpy_factory
 
@@ -100,12 +99,5 @@ class ArmNode(Node):
         return res
 
 
-def main() -> None:
-    rclpy.init()
-    node = ArmNode()
-    try:
-        rclpy.spin(node)
-    finally:
-        node.arm.stop()
-        node.destroy_node()
-        rclpy.try_shutdown()
+def main(args: list[str] | None = None) -> int:
+    return run_node(ArmNode, "arm_node", on_exit=lambda node: node.arm.stop(), args=args)

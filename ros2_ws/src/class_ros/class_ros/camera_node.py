@@ -10,7 +10,7 @@ from rclpy.node import Node
 
 from class_core import ros_msgs as rm
 from class_core.hardware.camera import RealSenseCamera, resize_center_crop
-from class_ros.common import RELIABLE, SENSOR
+from class_ros.common import RELIABLE, SENSOR, run_node
 from class_ros.hw_common import robot_config
 from class_ros.msg_factory import msg_class, rclpy_factory
 
@@ -63,11 +63,5 @@ class CameraNode(Node):
         super().destroy_node()
 
 
-def main() -> None:
-    rclpy.init()
-    node = CameraNode()
-    try:
-        rclpy.spin(node)
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+def main(args: list[str] | None = None) -> int:
+    return run_node(CameraNode, "camera_node", args=args)

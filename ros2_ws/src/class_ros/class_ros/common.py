@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import rclpy
 import yaml
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -14,6 +17,35 @@ RELIABLE = QoSProfile(depth=10)
 # best effort subscribers accept reliable and best-effort publishers (a camera driver's choice),
 # but may drop messages: lock-step simulation needs RELIABLE.
 SENSOR = qos_profile_sensor_data
+
+N = TypeVar("N", bound=Node)
+
+
+def run_node(
+    make: Callable[[], N],
+    name: str,
+    on_exit: Callable[[N], None] | None = None,
+    args: list[str] | None = None,
+) -> int:
+    """A node's ``main``: init, build (a bad parameter or missing file exits 2 with one line),
+    spin until Ctrl-C or SystemExit, then ``on_exit`` (stop hardware), destroy and shut down."""
+    rclpy.init(args=args)
+    try:
+        node = make()
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        if on_exit is not None:
+            on_exit(node)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
 
 
 def declare(node: Node, defaults: dict[str, Any]) -> dict[str, Any]:

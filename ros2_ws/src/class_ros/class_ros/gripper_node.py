@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import rclpy
 from rclpy.node import Node
 
 from class_core import ros_msgs as rm
 from class_core.hardware.gripper import make_gripper
-from class_ros.common import RELIABLE, SENSOR
+from class_ros.common import RELIABLE, SENSOR, run_node
 from class_ros.hw_common import robot_config
 from class_ros.msg_factory import msg_class, rclpy_factory
 
@@ -42,12 +41,5 @@ class GripperNode(Node):
             self.pub.publish(rm.numpy_to_joint_state(self.f, [self.g.width_m], ["gripper_width"], stamp))
 
 
-def main() -> None:
-    rclpy.init()
-    node = GripperNode()
-    try:
-        rclpy.spin(node)
-    finally:
-        node.g.stop()
-        node.destroy_node()
-        rclpy.try_shutdown()
+def main(args: list[str] | None = None) -> int:
+    return run_node(GripperNode, "gripper_node", on_exit=lambda node: node.g.stop(), args=args)

@@ -16,11 +16,10 @@ import os
 import sys
 from pathlib import Path
 
-import rclpy
 from rclpy.node import Node
 
 from class_core.deploy import PolicyCore, PolicyCoreConfig
-from class_ros.common import RELIABLE, SENSOR, Publishers, declare, yaml_param
+from class_ros.common import RELIABLE, SENSOR, Publishers, declare, run_node, yaml_param
 from class_ros.msg_factory import msg_class, rclpy_factory
 
 DEFAULTS = {
@@ -105,22 +104,8 @@ class PolicyNode(Node):
         self.out.publish(self.core.tick(self._now()))
 
 
-def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = PolicyNode()
-    except (ValueError, FileNotFoundError) as e:
-        print(f"policy_node: error: {e}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+def main(args: list[str] | None = None) -> int:
+    return run_node(PolicyNode, "policy_node", args=args)
 
 
 if __name__ == "__main__":

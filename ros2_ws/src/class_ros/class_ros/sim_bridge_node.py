@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
 from rclpy.node import Node
 
 from class_core.deploy import SimBridgeConfig, SimBridgeCore
-from class_ros.common import RELIABLE, Publishers, declare, yaml_param
+from class_ros.common import RELIABLE, Publishers, declare, run_node, yaml_param
 from class_ros.msg_factory import msg_class, rclpy_factory
 
 DEFAULTS = {
@@ -87,22 +86,8 @@ class SimBridgeNode(Node):
         self.out.publish([("/diagnostics", self.core.diagnostics(self._now()))])
 
 
-def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = SimBridgeNode()
-    except (ValueError, KeyError) as e:
-        print(f"sim_bridge_node: error: {e}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+def main(args: list[str] | None = None) -> int:
+    return run_node(SimBridgeNode, "sim_bridge_node", args=args)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,11 @@ The mapping lives in class_core.hardware.teleop."""
 from __future__ import annotations
 
 import numpy as np
-import rclpy
 from rclpy.node import Node
 
 from class_core import ros_msgs as rm
 from class_core.hardware.teleop import ControllerSample, LogcatReader, TeleopMapper
-from class_ros.common import RELIABLE, SENSOR
+from class_ros.common import RELIABLE, SENSOR, run_node
 from class_ros.hw_common import now_ns, robot_config
 from class_ros.msg_factory import msg_class, rclpy_factory
 
@@ -70,13 +69,10 @@ class TeleopNode(Node):
             self.get_logger().info(f"episode event: {ev}")
 
 
-def main() -> None:
-    rclpy.init()
-    node = TeleopNode()
-    try:
-        rclpy.spin(node)
-    finally:
-        if node.reader is not None:
-            node.reader.stop()
-        node.destroy_node()
-        rclpy.try_shutdown()
+def _stop_reader(node: TeleopNode) -> None:
+    if node.reader is not None:
+        node.reader.stop()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(TeleopNode, "teleop_node", on_exit=_stop_reader, args=args)
