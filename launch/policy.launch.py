@@ -1,6 +1,6 @@
 """Run a CLASS policy on the robot or against the simulation bridge.
 
-  ros2 launch class_bringup policy.launch.py mode:=nonparametric model:=pusht_knn sim:=true
+  ros2 launch class_bringup policy.launch.py mode:=nonparametric model:=pusht_knn sim:=true task:=pusht
   ros2 launch class_bringup policy.launch.py mode:=diffusion model:=two_stack_dp use_fake_hardware:=true
 
 Arguments are name:=value (ros2 launch rejects a bare mode=...).
@@ -51,21 +51,10 @@ def generate_launch_description():
                 choices=["true", "false"],
                 description="robot drivers without hardware (robot.launch.py)",
             ),
-            DeclareLaunchArgument("task", default_value="pusht", description="simulation task (sim:=true)"),
-            DeclareLaunchArgument("variant", default_value="", description="simulation variant (sim:=true)"),
-            DeclareLaunchArgument("seed", default_value="0", description="first episode seed (sim:=true)"),
-            DeclareLaunchArgument(
-                "n_episodes", default_value="0", description="episodes to run, 0 = forever (sim:=true)"
-            ),
             DeclareLaunchArgument(
                 "policy_config",
                 default_value=os.path.join(SHARE, "config", "ros", "policy.yaml"),
                 description="policy_node parameter file",
-            ),
-            DeclareLaunchArgument(
-                "sim_config",
-                default_value=os.path.join(SHARE, "config", "ros", "sim_bridge.yaml"),
-                description="sim_bridge_node parameter file",
             ),
             Node(
                 package="class_ros",
@@ -83,21 +72,11 @@ def generate_launch_description():
                     },
                 ],
             ),
-            Node(
-                package="class_ros",
-                executable="sim_bridge_node",
-                name="class_sim_bridge",
-                output="screen",
+            # sim:=true: the bridge as sim.launch.py starts it (its arguments task, variant, seed,
+            # n_episodes, clock and sim_config pass through from this command line)
+            IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(PathJoinSubstitution([SHARE, "launch", "sim.launch.py"])),
                 condition=IfCondition(sim),
-                parameters=[
-                    LaunchConfiguration("sim_config"),
-                    {
-                        "task": LaunchConfiguration("task"),
-                        "variant": LaunchConfiguration("variant"),
-                        "seed": LaunchConfiguration("seed"),
-                        "n_episodes": LaunchConfiguration("n_episodes"),
-                    },
-                ],
             ),
             IncludeLaunchDescription(
                 PythonLaunchDescriptionSource(PathJoinSubstitution([SHARE, "launch", "robot.launch.py"])),
