@@ -97,11 +97,12 @@ class Demo:
             f"pretrain.train.out_dir={self.pretrain_dir}",
         ]
 
-    def task_args(self) -> list[str]:
-        """``task.kwargs`` of the config (e.g. the paper's success threshold) as ``--task-arg``s."""
+    def task_args(self, section: str = "kwargs", flag: str = "--task-arg") -> list[str]:
+        """``task.kwargs`` of the config (e.g. the paper's success threshold) as ``--task-arg``s;
+        ``task_args("expert_kwargs", "--expert-arg")``: the demonstrator's options."""
         out: list[str] = []
-        for key, value in (self.task.get("kwargs") or {}).items():
-            out += ["--task-arg", f"{key}={json.dumps(value)}"]
+        for key, value in (self.task.get(section) or {}).items():
+            out += [flag, f"{key}={json.dumps(value)}"]
         return out
 
     # --- stages ------------------------------------------------------------------------------
@@ -120,6 +121,7 @@ class Demo:
                 "--seed", str(self.d["seed"]),
                 "--workers", str(self.d["workers"]),
                 *self.task_args(),
+                *self.task_args("expert_kwargs", "--expert-arg"),
             ),
         )  # fmt: skip
 
