@@ -27,7 +27,12 @@ def features(state: np.ndarray, angle_scale: float = 1.0, agent_weight: float = 
     s = np.asarray(state, dtype=np.float64)
     ang = s[..., 4:5]
     return np.concatenate(
-        [agent_weight * s[..., :2] / 512.0, s[..., 2:4] / 512.0, angle_scale * np.cos(ang), angle_scale * np.sin(ang)],
+        [
+            agent_weight * s[..., :2] / 512.0,
+            s[..., 2:4] / 512.0,
+            angle_scale * np.cos(ang),
+            angle_scale * np.sin(ang),
+        ],
         axis=-1,
     )
 
@@ -42,11 +47,17 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=100000, help="first evaluation seed")
     p.add_argument("--variant", default="fixed-color")
     p.add_argument(
-        "--threshold", type=float, default=None, help="success coverage (default gym-pusht's 0.95; the paper: 0.90)"
+        "--threshold",
+        type=float,
+        default=None,
+        help="success coverage (default gym-pusht's 0.95; the paper: 0.90)",
     )
     p.add_argument("--max-steps", type=int, default=300, help="episode step limit (the paper: 500)")
     p.add_argument(
-        "--angle-scale", type=float, default=1.0, help="weight of the angle's cos/sin features (see features())"
+        "--angle-scale",
+        type=float,
+        default=1.0,
+        help="weight of the angle's cos/sin features (see features())",
     )
     p.add_argument("--agent-weight", type=float, default=1.0, help="weight of the agent's position features")
     args = p.parse_args()
@@ -62,7 +73,9 @@ def main() -> None:
         task.reset(seed=args.seed + ep)
         success, info, done = False, {}, False
         while not done:
-            d = -np.sum((bank - features(task.privileged_state(), args.angle_scale, args.agent_weight)) ** 2, axis=1)
+            d = -np.sum(
+                (bank - features(task.privileged_state(), args.angle_scale, args.agent_weight)) ** 2, axis=1
+            )
             nn = np.argpartition(-d, args.k)[: args.k] if args.k < len(d) else np.arange(len(d))
             w = np.exp((d[nn] - d[nn].max()) / args.tau)
             chunk = np.tensordot(w / w.sum(), chunks[nn], axes=1)

@@ -21,19 +21,25 @@ Every step:
    sits on costs no travel: that is the hysteresis, and it is a function of the state.
 4. Action: if the agent is in the chosen contact's push corridor, the point ``depth`` px inside
    the contact (it pushes, sliding freely along the face to stay on the corridor line);
-   otherwise the furthest visible waypoint of the shortest route around the T's padded convex
-   outline to the pre-contact point (string-pulled, recomputed every step).
+   otherwise the furthest visible waypoint of the route around the T's padded convex outline
+   to the pre-contact point (string-pulled, recomputed every step). With ``orbit`` = 1 (the
+   default) the agent only circles the block counter-clockwise (about the block frame's
+   hull centre; short clockwise hops below ``backtrack`` rad allowed): routes and travel
+   estimates never go back the way they came, so an action chunk never returns the agent to
+   where it started without touching the block (a replayed chunk cannot loop in place).
 
 Demonstrations differ by the random reset and by execution noise (DART): ``perturb_action``
-adds Gaussian noise to the executed action while the clean action is recorded, so the stored
-chunks show how the expert corrects the perturbations a retrieval policy will also make.
+adds Gaussian noise (5 px by default) to the executed action while the clean action is
+recorded (``sim_bridge.collect`` calls it), so the stored chunks are the expert's intent from
+states slightly off its own path - the states a retrieval policy drifts into. Recording the
+noisy action instead would store the noise as if it were intended.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
@@ -59,7 +65,12 @@ RHO2 = 1950.0  # polar second moment of area of the T about its centroid / area 
 WALL_LO, WALL_HI = 7.0, 504.0  # inner faces of gym-pusht's walls (segments at 5 / 506, radius 2)
 
 
+@overload
+def _wrap(a: float) -> float: ...
+@overload
+def _wrap(a: np.ndarray) -> np.ndarray: ...
 def _wrap(a: float | np.ndarray) -> float | np.ndarray:
+    """Angle(s) wrapped to [-pi, pi)."""
     return (a + np.pi) % (2 * np.pi) - np.pi
 
 
@@ -112,13 +123,16 @@ class PushTServoExpert:
     """Markovian scripted demonstrator bound to a PushTTask (policy interface: reset/select_action).
 
     Parameters: ``noise`` (px, std of the Gaussian perturbation of the *executed* action,
-    DART; the clean action is returned and recorded; 0 disables), ``finish_coverage`` (0.97),
-    ``max_depth`` (px pushed per step at most, 25), ``gap`` (px between agent and face at the
-    pre-contact point, 3), ``clearance`` (px kept from the T when routing, 5),
-    ``travel_speed`` / ``push_speed`` (px per step used to estimate steps, 15 / 8),
-    ``contact_spacing`` (px between contact candidates on a face, 4), ``corner_fan`` (normals
-    per convex corner, 5), ``corridor`` (lateral px within which the agent counts as on a
-    contact's push line, 8).
+    DART; the clean action is returned and recorded; 0 disables; 5), ``finish_coverage``
+    (0.97), ``max_depth`` (px pushed per step at most, 40), ``gap`` (px between agent and face
+    at the pre-contact point, 3), ``clearance`` (px kept from the T when routing, 5),
+    ``travel_speed`` / ``push_speed`` (px per step used to estimate steps, 8 / 8; a low travel
+    speed makes the expert keep pushing where it is rather than switch contacts),
+    ``fixed_steps`` (steps added to every candidate's estimate, 4), ``contact_spacing`` (px
+    between contact candidates on a face, 4), ``corner_fan`` (normals per convex corner, 5),
+    ``corridor`` (lateral px within which the agent counts as on a contact's push line, 8),
+    ``orbit`` (1 counter-clockwise only, -1 clockwise only, 0 shortest way round; 1),
+    ``backtrack`` (rad of travel against the orbit allowed, 0.35).
     """
 
     def __init__(
@@ -136,11 +150,6 @@ class PushTServoExpert:
         corner_fan: int = 5,
         corridor: float = 8.0,
         fixed_steps: float = 4.0,
-        rotate_radius: float = 0.0,
-        far_radius: float = 0.0,
-        near_radius: float = 15.0,
-        behind: float = 100.0,
-        cone: float = 0.5,
         orbit: int = 1,
         backtrack: float = 0.35,
     ):
@@ -161,11 +170,6 @@ class PushTServoExpert:
         self.push_speed = float(push_speed)
         self.corridor = float(corridor)
         self.fixed_steps = float(fixed_steps)
-        self.rotate_radius = float(rotate_radius)
-        self.far_radius = float(far_radius)
-        self.near_radius = float(near_radius)
-        self.behind = float(behind)
-        self.cone = float(cone)
         if orbit not in (-1, 0, 1):
             raise ValueError(f"PushTServoExpert: orbit must be -1, 0 or 1, got {orbit}")
         self.orbit = int(orbit)
@@ -198,7 +202,13 @@ class PushTServoExpert:
         """The clean action for the current simulator state (obs is ignored)."""
         env = self.task.env
         a, b = env.agent, env.block
-        state = (float(a.position[0]), float(a.position[1]), float(b.position[0]), float(b.position[1]), float(b.angle))
+        state = (
+            float(a.position[0]),
+            float(a.position[1]),
+            float(b.position[0]),
+            float(b.position[1]),
+            float(b.angle),
+        )
         if self.done:
             return np.array(state[:2], dtype=np.float64)
         return self.action(state)
@@ -223,27 +233,7 @@ class PushTServoExpert:
         e_p = com_goal - com
         e_th = float(_wrap(gth - th))
         la = np.array(to_local(ax, ay, ox, oy, c, s))
-        dist = float(np.hypot(*e_p))
-        if self.far_radius > 0 and dist > self.near_radius:
-            u = -e_p / dist  # from the goal through the block's centre: "behind" the block
-            rel = np.array([ax, ay]) - com
-            along, lateral = float(rel @ u), float(rel[0] * u[1] - rel[1] * u[0])
-            in_line = along > 0 and abs(lateral) < max(self.corridor, self.cone * along)
-            if dist > self.far_radius or in_line:
-                self.last_choice = -1
-                if in_line:  # push along the line through the centre of gravity toward the goal
-                    step = min(self.max_depth, dist - self.near_radius + 5.0)
-                    tgt = com + u * (along - step)
-                    return np.clip(tgt, 0.0, 512.0)
-                behind = np.clip(com + u * self.behind, 0.0, 512.0)
-                lb = np.array(to_local(float(behind[0]), float(behind[1]), ox, oy, c, s))
-                lu = np.array([c * -u[0] + s * -u[1], -s * -u[0] + c * -u[1]])  # push direction, block frame
-                tgt_local = self._route_target(la, lb, -lu, (ox, oy, c, s))
-                wx, wy = to_world(float(tgt_local[0]), float(tgt_local[1]), ox, oy, c, s)
-                return np.array([min(max(wx, 0.0), 512.0), min(max(wy, 0.0), 512.0)])
         rho2 = RHO2
-        if self.rotate_radius > 0:  # translate first: the angle counts once the block is near the goal
-            rho2 = RHO2 / (1.0 + float(e_p @ e_p) / self.rotate_radius**2)
 
         # quasi-static push model for every contact (world frame)
         n = self.N @ R.T
@@ -355,7 +345,11 @@ class PushTServoExpert:
             src = hr.exit_point(lax, lay, nx, ny)
             pre = [src]
         mx, my = out_dir
-        q = hr.exit_point(float(p0[0]), float(p0[1]), float(mx), float(my)) if hr.contains(*p0) else (p0[0], p0[1])
+        q = (
+            hr.exit_point(float(p0[0]), float(p0[1]), float(mx), float(my))
+            if hr.contains(*p0)
+            else (p0[0], p0[1])
+        )
         if hv.segment_clear(src[0], src[1], q[0], q[1]):
             chains: list[list[tuple[float, float]]] = [[]]
         else:
