@@ -6,7 +6,9 @@ Only successful episodes are written. Attempts run in worker processes when ``wo
 results are taken in seed order, so the store is the same for any number of workers.
 
 Stored keys per step t (observation before action t): every image key (uint8 HWC), every proprio
-key (float32), ``state`` (float32, privileged simulator state) and ``action`` (float32).
+key (float32), ``state`` (float32, privileged simulator state) and ``action`` (float32): the
+expert's action; an expert with a ``perturb_action(action)`` method (DART-style execution noise)
+has the perturbed action executed while the clean one is recorded.
 """
 
 from __future__ import annotations
@@ -75,7 +77,9 @@ def run_expert_episode(task: Task, seed: int, expert_kwargs: Mapping[str, Any] |
             rows[k].append(obs[k])
         rows["state"].append(state)
         rows["action"].append(action)
-        obs, success, info = task.step(action)
+        # an expert may execute a perturbed action (DART-style noise) while the clean one is recorded
+        perturb = getattr(expert, "perturb_action", None)
+        obs, success, info = task.step(action if perturb is None else np.asarray(perturb(action)))
         if (success and getattr(expert, "done", True)) or info["truncated"]:
             break
     episode = None

@@ -279,10 +279,12 @@ class PushTTask(Task):
         e = self.env
         return np.array([*e.agent.position, *e.block.position, e.block.angle % (2 * np.pi)], dtype=np.float64)
 
-    def make_expert(self, seed: int | None = None, **kwargs: Any) -> PolicyLike:
-        from sim_bridge.pusht_expert import PushTExpert
+    def make_expert(self, seed: int | None = None, kind: str = "planner", **kwargs: Any) -> PolicyLike:
+        """``kind``: ``planner`` (PushTExpert, the greedy push planner) or ``servo``
+        (PushTServoExpert, Markovian: the action is a function of the state)."""
+        from sim_bridge.pusht_expert import make_pusht_expert
 
-        return PushTExpert(self, seed=seed, **kwargs)
+        return make_pusht_expert(self, seed=seed, kind=kind, **kwargs)
 
     def episode_info(self) -> dict[str, Any]:
         return {"colors": self.colors.to_dict()}

@@ -545,3 +545,18 @@ def _step(space: pymunk.Space, agent: pymunk.Body, target: tuple[float, float]) 
             vy + (KP * (ty - py) + KV * (0.0 - vy)) * DT,
         )
         space.step(DT)
+
+
+EXPERT_KINDS = ("planner", "servo")
+
+
+def make_pusht_expert(task: PushTTask, seed: int | None = None, kind: str = "planner", **kwargs: Any) -> Any:
+    """The Push-T demonstrator of ``kind``: ``planner`` (PushTExpert) or ``servo``
+    (sim_bridge.pusht_servo.PushTServoExpert)."""
+    if kind == "planner":
+        return PushTExpert(task, seed=seed, **kwargs)
+    if kind == "servo":
+        from sim_bridge.pusht_servo import PushTServoExpert
+
+        return PushTServoExpert(task, seed=seed, **kwargs)
+    raise ValueError(f"pusht: unknown expert kind {kind!r}; kinds: {', '.join(EXPERT_KINDS)}")
