@@ -10,17 +10,18 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from class_core.similarity.dtw import FASTMATH, LANES, dtw_lanes, pack_lanes
+from class_core.similarity.dtw import FASTMATH, LANES, dtw_lanes, dtw_lanes_dot, pack_lanes
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _lower_bounds(a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr, use_box, lb, e, b1, b2):
+def _lower_bounds(a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr, use_box, lb, e, b1, b2, kim_done=False):
     """lb[l] = LB_Kim + max(box bound both ways) of anchor ``a`` vs chunks j0..j0+nb (float32).
 
     Every warping path visits (0, 0), (T-1, T-1) and one cell in each middle row (column), and
     that cell costs at least the distance to the other chunk's per-dimension bounding box.
     The box bound is only computed when ``use_box`` and some lane survives LB_Kim (it costs ~15x
     more). Returns the number of lanes that survive LB_Kim (input of ``_box_gate``).
+    ``kim_done``: ``lb`` already holds LB_Kim (an earlier call with ``use_box`` False); add the box.
     ``e``, ``b1``, ``b2``: (LANES,) float32 scratch. Every inner loop runs from 0 over a slice
     view, so it compiles to packed SIMD (an offset index ``j0 + l`` made numba's wraparound
     check defeat the vectoriser).
@@ -28,28 +29,29 @@ def _lower_bounds(a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr, use_box, l
     T = Xt.shape[0]
     D = Xt.shape[1]
     zero = np.float32(0.0)
-    for l in range(nb):
-        lb[l] = zero
-        e[l] = zero
-    for d in range(D):
-        av = a[0, d]
-        x = Xt[0, d, j0 : j0 + nb]
+    if not kim_done:
         for l in range(nb):
-            t = av - x[l]
-            lb[l] += t * t
-    if T > 1:
+            lb[l] = zero
+            e[l] = zero
         for d in range(D):
-            av = a[T - 1, d]
-            x = Xt[T - 1, d, j0 : j0 + nb]
+            av = a[0, d]
+            x = Xt[0, d, j0 : j0 + nb]
             for l in range(nb):
                 t = av - x[l]
-                e[l] += t * t
-    if euclid:
-        for l in range(nb):
-            lb[l] = np.sqrt(lb[l]) + np.sqrt(e[l])
-    else:
-        for l in range(nb):
-            lb[l] += e[l]
+                lb[l] += t * t
+        if T > 1:
+            for d in range(D):
+                av = a[T - 1, d]
+                x = Xt[T - 1, d, j0 : j0 + nb]
+                for l in range(nb):
+                    t = av - x[l]
+                    e[l] += t * t
+        if euclid:
+            for l in range(nb):
+                lb[l] = np.sqrt(lb[l]) + np.sqrt(e[l])
+        else:
+            for l in range(nb):
+                lb[l] += e[l]
     alive = 0
     for l in range(nb):
         if lb[l] <= thr:
@@ -106,6 +108,12 @@ def _lower_bounds(a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr, use_box, l
     return alive
 
 
+# A block whose in-range lanes surviving the bounds number at least DENSE goes whole through the
+# dot-product kernel (cost of 32 lanes, no packing) instead of packing its survivors: packing costs
+# about as much per lane as the cheaper kernel saves.
+DENSE = 20
+
+
 # Adaptive use of the box bound, per anchor row. It costs about BOX_COST (~85 ns) per lane of a
 # block, a lane it removes saves packing + DTW (~290 ns): worth it while it removes more than
 # ~30 % of the lanes it is computed on (demonstration chunks: most LB_Kim survivors; random walks:
@@ -125,9 +133,43 @@ def _box_gate(st, nb, kim_alive, final_alive, computed):
     st[3] = 1 if on else 0
 
 
+@njit(cache=True)
+def _gate(st, total, hit, computed, num, den):
+    """Generic per-row gate (int64[4]: total, hits, count, on) with decay: on while hits / total
+    >= num / den, while fewer than 256 were seen, and every 16th call (retry)."""
+    st[2] += 1
+    if computed:
+        st[0] += total
+        st[1] += hit
+        if st[0] > 8192:
+            st[0] //= 2
+            st[1] //= 2
+    on = st[0] < 256 or st[1] * den >= st[0] * num or (st[2] & 15) == 0
+    st[3] = 1 if on else 0
+
+
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def strip_candidates(
-    X, Xt, bmin, bmax, kb, jmax, r0, r1, c0, c1, band, euclid, thr, thr_prune, out_j, out_d, out_n, stats
+    X,
+    Xt,
+    bmin,
+    bmax,
+    kb,
+    Xb,
+    jmax,
+    r0,
+    r1,
+    c0,
+    c1,
+    band,
+    euclid,
+    thr,
+    thr_prune,
+    thr_dot,
+    out_j,
+    out_d,
+    out_n,
+    stats,
 ):
     """Pairs (i, j), r0 <= i < r1, max(i+1, c0) <= j < min(c1, jmax[i]), with float32 DTW <= thr.
 
@@ -137,6 +179,13 @@ def strip_candidates(
     Columns are visited in aligned blocks of LANES; ``kb`` (4, D, blocks) = per-block min/max of
     the first and the last steps (``block_boxes``): LB_Kim of the anchor against those boxes
     bounds LB_Kim of every chunk in the block, so a whole block can be skipped for ~2 D flops.
+
+    Dense blocks (at least DENSE of LANES in-range lanes survive the bounds, most blocks on random
+    walks): the whole aligned block is taken straight from ``Xb`` (``dtw.dot_layout``, no packing)
+    through ``dtw_lanes_dot`` (half the flops, not exact), whose survivors under ``thr_dot``
+    (``dtw.dot_threshold``, an error bound above ``thr_prune``) are recomputed exactly by
+    ``dtw_lanes``; ``thr_dot`` = inf switches this path off. Sparse blocks pack their survivors
+    into lanes for ``dtw_lanes`` directly (most blocks on demonstration chunks).
     """
     T = X.shape[1]
     D = X.shape[2]
@@ -165,8 +214,25 @@ def strip_candidates(
             b2 = np.empty(LANES, dtype=np.float32)
             pend = np.empty(2 * LANES, dtype=np.int64)
             npend = 0
+            chk = np.empty(2 * LANES, dtype=np.int64)  # dense-path survivors awaiting the exact DTW
+            nchk = 0
             gate = np.zeros(4, dtype=np.int64)
             gate[3] = 1
+            use_dot = thr_dot < inf
+            dgate = np.zeros(4, dtype=np.int64)  # box bound on blocks dense after LB_Kim
+            dgate[3] = 1
+            pgate = np.zeros(4, dtype=np.int64)  # the dot-product prefilter
+            pgate[3] = 1
+            dp = Xb.shape[1] - 1  # D padded to a multiple of dtw.DOT_GROUP
+            a2 = np.empty((T, dp), dtype=np.float32)
+            na = np.empty(T, dtype=np.float32)
+            if use_dot:
+                ab = Xb[i // LANES]
+                il = i % LANES
+                for q in range(T):
+                    for d in range(dp):
+                        a2[q, d] = np.float32(-2.0) * ab[d, q * LANES + il]
+                    na[q] = ab[dp, q * LANES + il]
             for blk in range(jlo // LANES, (jhi - 1) // LANES + 1):
                 j0 = max(jlo, blk * LANES)
                 nb = min(jhi, blk * LANES + LANES) - j0
@@ -184,16 +250,83 @@ def strip_candidates(
                     s2 = zero
                 blb = np.sqrt(s1) + np.sqrt(s2) if euclid else s1 + s2
                 if blb <= thr_prune:
-                    box = gate[3] == 1
                     kim = _lower_bounds(
-                        a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr_prune, box, lb, e, b1, b2
+                        a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr_prune, False, lb, e, b1, b2
                     )
-                    n0 = npend
-                    for l in range(nb):
-                        if lb[l] <= thr_prune:
-                            pend[npend] = j0 + l
-                            npend += 1
-                    _box_gate(gate, nb, kim, npend - n0, box)
+                    ns = kim
+                    if use_dot and kim >= DENSE:
+                        # dense after LB_Kim: the box bound only pays where it removes most lanes
+                        # (a dense block costs the same whatever it prunes): own gate, ``dgate``
+                        if dgate[3] == 1:
+                            _lower_bounds(
+                                a,
+                                amin,
+                                amax,
+                                Xt,
+                                bmin,
+                                bmax,
+                                j0,
+                                nb,
+                                euclid,
+                                thr_prune,
+                                True,
+                                lb,
+                                e,
+                                b1,
+                                b2,
+                                True,
+                            )
+                            ns = 0
+                            for l in range(nb):
+                                if lb[l] <= thr_prune:
+                                    ns += 1
+                        # worth it while it removes >= half of the lanes (demonstration chunks)
+                        _gate(dgate, kim, kim - ns, dgate[3] == 1, 1, 2)
+                    elif kim > 0 and gate[3] == 1:
+                        _lower_bounds(
+                            a,
+                            amin,
+                            amax,
+                            Xt,
+                            bmin,
+                            bmax,
+                            j0,
+                            nb,
+                            euclid,
+                            thr_prune,
+                            True,
+                            lb,
+                            e,
+                            b1,
+                            b2,
+                            True,
+                        )
+                        ns = 0
+                        for l in range(nb):
+                            if lb[l] <= thr_prune:
+                                ns += 1
+                        _box_gate(gate, nb, kim, ns, True)
+                    else:
+                        _box_gate(gate, nb, kim, ns, False)
+                    if use_dot and ns >= DENSE and pgate[3] == 1:
+                        st1 += ns
+                        st2 += LANES
+                        dtw_lanes_dot(a2, na, Xb[blk], band, thr_dot, inf, cst, prev, cur, res)
+                        off = j0 - blk * LANES
+                        n0 = nchk
+                        for l in range(nb):
+                            if lb[l] <= thr_prune and res[off + l] <= thr_dot:
+                                chk[nchk] = j0 + l
+                                nchk += 1
+                        # the prefilter pays while at most ~40 % of its lanes need the exact DTW
+                        _gate(pgate, ns, ns - (nchk - n0), True, 3, 5)
+                    else:
+                        if use_dot and ns >= DENSE:
+                            _gate(pgate, 0, 0, False, 3, 5)  # counts towards the retry
+                        for l in range(nb):
+                            if lb[l] <= thr_prune:
+                                pend[npend] = j0 + l
+                                npend += 1
                 last = j0 + nb >= jhi
                 while npend >= LANES or (last and npend > 0):
                     m = min(npend, LANES)
@@ -209,6 +342,19 @@ def strip_candidates(
                     for l in range(m, npend):
                         pend[l - m] = pend[l]
                     npend -= m
+                while nchk >= LANES or (last and nchk > 0):
+                    m = min(nchk, LANES)
+                    st2 += LANES
+                    pack_lanes(X, chk, m, bt)
+                    dtw_lanes(a, bt, band, euclid, thr, zero, inf, cst, prev, cur, res)
+                    for l in range(m):
+                        if res[l] <= thr:
+                            out_j[r, n] = chk[l]
+                            out_d[r, n] = res[l]
+                            n += 1
+                    for l in range(m, nchk):
+                        chk[l - m] = chk[l]
+                    nchk -= m
         out_n[r] = n
         stats[r, 0] = st0
         stats[r, 1] = st1
