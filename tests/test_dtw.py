@@ -128,7 +128,8 @@ def test_dot_kernel_stays_within_its_error_bound(t: int, d: int) -> None:
     rng = np.random.default_rng(t * 100 + d)
     n = 70  # 3 blocks, the last one padded
     x = (np.cumsum(rng.normal(size=(n, t, d)), axis=1) * 3 + 5).astype(np.float32)  # off-centre
-    xb, radius = dot_layout(x)
+    xb, xr, radius = dot_layout(x)
+    assert xr.shape == (n, t, xb.shape[1])
     dp = xb.shape[1] - 1
     assert dp % DOT_GROUP == 0 and dp >= d and xb.shape == (3, dp + 1, t * LANES)
     inf = np.float32(np.inf)

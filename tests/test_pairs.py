@@ -112,17 +112,33 @@ def test_options_equal_brute_force(cost: str, band: int | None, horizon: int | N
 
 
 @pytest.mark.parametrize(
-    "cost,band,d",
-    [("sqeuclidean", None, 10), ("sqeuclidean", 2, 7), ("sqeuclidean", 0, 3), ("euclidean", 1, 10)],
+    "cost,band,d,horizon,flip",
+    [
+        ("sqeuclidean", None, 10, None, False),
+        ("sqeuclidean", None, 10, None, True),  # spread shrinking over time: layout not reversed
+        ("sqeuclidean", 2, 7, None, False),
+        ("sqeuclidean", 0, 3, 5, False),  # T = 5: 2 rows, then 3 after compaction
+        ("sqeuclidean", None, 4, 3, True),  # T = 3: no compaction
+        ("euclidean", 1, 10, None, False),  # never prefiltered
+    ],
 )
 @pytest.mark.parametrize("dot", [True, False])
 def test_dense_block_prefilter_equals_brute_force(
-    cost: str, band: int | None, d: int, dot: bool, monkeypatch: pytest.MonkeyPatch
+    cost: str,
+    band: int | None,
+    d: int,
+    horizon: int | None,
+    flip: bool,
+    dot: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The dense-block path (dot-product prefilter + exact recheck) and the packed path give the
-    same set as brute force (random walks: most blocks are dense), with a sampled threshold."""
+    """The dense-block path (dot-product rows, per-lane abandoning and compaction, exact recheck)
+    and the packed path give the same set as brute force (random walks: most blocks are dense),
+    with a sampled threshold."""
     x = walks(300, seed=5, d=d) + np.float32(3.0)  # off-centre: the layout's centring matters
-    dm = pairwise_distances(x, cost=cost, band=band)
+    if flip:
+        x = np.ascontiguousarray(x[:, ::-1])
+    dm = pairwise_distances(x[:, :horizon], cost=cost, band=band)
     calls: list[bool] = []
 
     def forced(*args: object) -> bool:
@@ -130,7 +146,9 @@ def test_dense_block_prefilter_equals_brute_force(
         return dot
 
     monkeypatch.setattr(engine, "_dot_pays", forced)
-    cfg = PairConfig(quantile=0.025, cost=cost, band=band, sample_pairs=1024, strip_rows=64, tile_cols=160)
+    cfg = PairConfig(
+        quantile=0.025, cost=cost, band=band, horizon=horizon, sample_pairs=1024, strip_rows=64, tile_cols=160
+    )
     ps = compute_pairs(x, cfg, progress=False)
     assert calls == [dot]  # a sampled (finite) threshold: the choice was made once
     assert ps is not None and as_set(ps) == brute_quantile(dm, 0.025)

@@ -309,32 +309,41 @@ U32 = 2.0**-24  # unit roundoff of float32
 DOT_GROUP = 5  # dimensions per pass over the cost row: 5 chained fmas per load/store of it
 
 
-def dot_layout(x: np.ndarray, lanes: int = LANES) -> tuple[np.ndarray, float]:
-    """Block layout of chunks ``x`` (N, T, D) for ``dtw_lanes_dot``, and its radius.
+def dot_layout(x: np.ndarray, lanes: int = LANES) -> tuple[np.ndarray, np.ndarray, float]:
+    """Layouts of chunks ``x`` (N, T, D) for the dot-product kernel (``dot_rows``), and their radius.
 
-    ``out[b]`` (D' + 1, T * lanes) float32 (D' = D rounded up to a multiple of DOT_GROUP, the extra
-    dimensions zero) is aligned block ``b`` (chunks ``b * lanes ...``; the last
-    block padded with the last chunk) in the lane layout of ``dtw_lanes``, so a block is used with
-    no packing at all. Rows ``0..D-1`` hold the chunks minus the centre of their bounding box (DTW
-    is translation invariant; a small ``|x|`` keeps the cancellation error of the dot-product form
-    small), row ``D'`` the squared norm of each centred step. The radius bounds ``|x_q|`` over all
-    centred steps.
+    Steps are stored in the order that makes the DP's row minimum grow soonest: reversed when the
+    chunks spread more over their second half (random walks: differences grow with time), so that
+    per-lane abandoning after the first rows removes most lanes. DTW is unchanged by reversing both
+    series. D' = D rounded up to a multiple of DOT_GROUP (extra dimensions zero); coordinates are
+    the chunks minus the centre of their bounding box (DTW is translation invariant; a small
+    ``|x|`` keeps the cancellation error of the dot-product form small); "norm" = squared norm of
+    each centred step. Returns
+
+    - ``xb`` (ceil(N / lanes), D' + 1, T * lanes): ``xb[b]`` = aligned block ``b`` (the last one
+      padded with the last chunk) in the lane layout of ``dtw_lanes``, norms in row D', so a whole
+      block is used with no packing;
+    - ``xr`` (N, T, D' + 1): per chunk, for gathering single candidates (``pack_lanes``);
+    - the radius, a bound on ``|x_q|`` over all centred steps (``dot_threshold``).
     """
     n, t, d = x.shape
     nblk = -(-n // lanes)
     dp = -(-d // DOT_GROUP) * DOT_GROUP
     x64 = x.astype(np.float64)
+    spread = x64.var(axis=0).sum(axis=1)  # (T,)
+    if spread[t - t // 2 :].sum() > spread[: t // 2].sum():
+        x64 = x64[:, ::-1]
     centre = 0.5 * (x64.min(axis=(0, 1)) + x64.max(axis=(0, 1)))
     xc = (x64 - centre).astype(np.float32)
-    if nblk * lanes > n:
-        xc = np.concatenate([xc, np.repeat(xc[-1:], nblk * lanes - n, axis=0)])
     xc64 = xc.astype(np.float64)
     nrm = np.einsum("ntd,ntd->nt", xc64, xc64)
-    out = np.zeros((nblk, dp + 1, t, lanes), dtype=np.float32)
-    out[:, :d] = xc.reshape(nblk, lanes, t, d).transpose(0, 3, 2, 1)
-    out[:, dp] = nrm.astype(np.float32).reshape(nblk, lanes, t).transpose(0, 2, 1)
+    xr = np.zeros((n, t, dp + 1), dtype=np.float32)
+    xr[:, :, :d] = xc
+    xr[:, :, dp] = nrm
+    pad = xr if nblk * lanes == n else np.concatenate([xr, np.repeat(xr[-1:], nblk * lanes - n, axis=0)])
+    xb = np.ascontiguousarray(pad.reshape(nblk, lanes, t, dp + 1).transpose(0, 3, 2, 1))
     radius = float(np.sqrt(nrm.max()))
-    return out.reshape(nblk, dp + 1, t * lanes), radius * (1 + 1e-6) + 1e-30
+    return xb.reshape(nblk, dp + 1, t * lanes), xr, radius * (1 + 1e-6) + 1e-30
 
 
 def dot_threshold(thr: float, t: int, d: int, radius: float) -> float:
@@ -353,23 +362,22 @@ def dot_threshold(thr: float, t: int, d: int, radius: float) -> float:
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def dtw_lanes_dot(a2, na, bt, band, thr, inf, cst, prev, cur, out):
-    """Approximate float32 DTW (squared-Euclidean cost) of an anchor against ``L`` candidates.
+def dot_rows(a2, na, bt, band, p0, p1, inf, cst, prev, cur):
+    """Rows ``p0 .. p1 - 1`` of the float32 DP with the dot-product cost (see ``dtw_lanes_dot``).
 
-    ``a2`` (T, D) = -2 x the centred anchor, ``na`` (T,) its squared step norms; ``bt`` (D + 1, T * L):
-    rows 0..D-1 the centred candidates in the lane layout of ``dtw_lanes``, row D their squared step
-    norms (a block of ``dot_layout``; D a multiple of DOT_GROUP, padded with zeros).
+    ``prev`` holds row ``p0 - 1`` (ignored when ``p0 == 0``); cell ``(q, l)`` at ``q * L + l``.
+    The rows alternate between ``cur`` and ``prev``: row ``p1 - 1`` ends in ``cur`` when
+    ``p1 - p0`` is odd, in ``prev`` when it is even.
     The local cost ``|a|^2 + |b|^2 - 2 a.b`` is one fma per dimension (half the floating-point
     work of ``dtw_lanes``) but not exact: ``dot_threshold`` bounds the error, and the engine only
-    uses this kernel to discard pairs (survivors are recomputed by ``dtw_lanes``).
-    Dimensions are accumulated DOT_GROUP = 5 at a time as one chain of fmas per cell (one load/store
-    of the cost row per 5 fmas; measured ~25 % faster than 4 at a time as a tree of adds).
-    If every lane's row minimum exceeds ``thr`` (checked every 4th row) ``out`` is filled with inf.
+    uses it to discard pairs (survivors are recomputed by ``dtw_lanes``). Dimensions are
+    accumulated DOT_GROUP = 5 at a time as one chain of fmas per cell (one load/store of the cost
+    row per 5 fmas; measured ~25 % faster than 4 at a time as a tree of adds).
     """
     T = a2.shape[0]
     D = a2.shape[1]
-    L = out.shape[0]
-    for p in range(T):
+    L = bt.shape[1] // T
+    for p in range(p0, p1):
         lo = 0
         hi = T - 1
         if band >= 0:
@@ -439,12 +447,31 @@ def dtw_lanes_dot(a2, na, bt, band, thr, inf, cst, prev, cur, out):
         tail = cur[(hi + 1) * L :]
         for k in range(tail.shape[0]):
             tail[k] = inf
-        if thr < inf and p < T - 1 and (p & 3) == 3:
+        prev, cur = cur, prev
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def dtw_lanes_dot(a2, na, bt, band, thr, inf, cst, prev, cur, out):
+    """Approximate float32 DTW (squared-Euclidean cost) of an anchor against ``L`` candidates.
+
+    ``a2`` (T, D) = -2 x the centred anchor, ``na`` (T,) its squared step norms; ``bt`` (D + 1, T * L):
+    rows 0..D-1 the centred candidates in the lane layout of ``dtw_lanes``, row D their squared step
+    norms (a block of ``dot_layout``; D a multiple of DOT_GROUP, padded with zeros). ``dot_rows``
+    four rows at a time; if every lane's row minimum then exceeds ``thr``, ``out`` is filled with inf.
+    """
+    T = a2.shape[0]
+    L = out.shape[0]
+    for p0 in range(0, T, 4):
+        p1 = min(T, p0 + 4)
+        dot_rows(a2, na, bt, band, p0, p1, inf, cst, prev, cur)
+        if (p1 - p0) % 2 == 1:
+            prev, cur = cur, prev  # prev = the last row
+        if thr < inf and p1 < T:
             alive = False
             for l in range(L):
-                mn = cur[k0 + l]
-                for q in range(lo + 1, hi + 1):
-                    mn = min(mn, cur[q * L + l])
+                mn = prev[l]
+                for q in range(1, T):
+                    mn = min(mn, prev[q * L + l])
                 if mn <= thr:
                     alive = True
                     break
@@ -452,7 +479,6 @@ def dtw_lanes_dot(a2, na, bt, band, thr, inf, cst, prev, cur, out):
                 for l in range(L):
                     out[l] = inf
                 return
-        prev, cur = cur, prev
     last = prev[(T - 1) * L : T * L]
     for l in range(L):
         out[l] = last[l]

@@ -43,9 +43,12 @@ ENGINE_VERSION = "2"  # 2: sort direction via eigh (strip files of 1 index anoth
 BACKENDS = ("numba", "torch")
 # float32 DTW of T=16 steps is within ~1e-6 relative of the float64 value; 1e-4 is a wide margin
 REL_MARGIN = 1e-4
-# the dot-product prefilter is used while at most this fraction of the pairs surviving LB_Kim are
-# positives (each such pair costs the prefilter plus an exact DTW)
+# the dot-product prefilter is used while at most DOT_MAX_PASS of the pairs surviving LB_Kim are
+# positives (each costs the prefilter plus an exact DTW) and at least DOT_MIN_KILL of them are
+# abandoned after the first T/2 rows (engine._dot_pays)
 DOT_MAX_PASS = 0.25
+DOT_MIN_KILL = 0.6
+DOT_MAX_BOX = 0.5  # ... and the box bound, which dense blocks skip, prunes at most this share
 
 
 class Interrupted(RuntimeError):
@@ -167,7 +170,8 @@ class _Prepared:
     s: np.ndarray  # (N,) float64, ascending
     order: np.ndarray  # sorted position -> original index
     kb: np.ndarray  # (4, D, N / LANES) first/last-step boxes of aligned column blocks
-    xb: np.ndarray  # (N / LANES, D + 1, T * LANES) centred blocks + step norms (dtw.dot_layout)
+    xb: np.ndarray  # (N / LANES, D' + 1, T * LANES) centred blocks + step norms (dtw.dot_layout)
+    xr: np.ndarray  # (N, T, D' + 1) the same per chunk
     radius: float  # bound on the norm of a centred step (dtw.dot_threshold)
 
 
@@ -188,7 +192,7 @@ def _prepare(x: np.ndarray, seed: int) -> _Prepared:
     s_raw = f @ u
     order = np.argsort(s_raw, kind="stable")
     xs = np.ascontiguousarray(x[order])
-    xb, radius = dot_layout(xs)
+    xb, xr, radius = dot_layout(xs)
     return _Prepared(
         x=xs,
         xt=np.ascontiguousarray(xs.transpose(1, 2, 0)),
@@ -198,6 +202,7 @@ def _prepare(x: np.ndarray, seed: int) -> _Prepared:
         order=order,
         kb=kernels.block_boxes(xs),
         xb=xb,
+        xr=xr,
         radius=radius,
     )
 
@@ -296,6 +301,7 @@ def _strip_numba(
                 prep.bmax,
                 prep.kb,
                 prep.xb,
+                prep.xr,
                 jmax,
                 r0,
                 r1,
@@ -495,26 +501,61 @@ def _sample_threshold(prep: _Prepared, cfg: PairConfig, band: int, euclid: bool)
 
 
 def _dot_pays(prep: _Prepared, cfg: PairConfig, thr: float, euclid: bool) -> bool:
-    """Whether the dot-product prefilter (``dtw.dtw_lanes_dot``) should run on dense blocks.
+    """Whether the dot-product prefilter (``dtw.dot_rows``) should run on dense blocks.
 
-    It halves the DTW flops of pairs it rejects, but every pair it keeps is computed again exactly,
-    so it pays where few pairs that survive LB_Kim are positives: random-walk-like data (~3 %),
-    not demonstration chunks (~50 %). Estimated on 8192 random pairs. Results never depend on it.
+    A dense block skips the box bound and computes the first T/2 DP rows of all its lanes with half
+    the flops; lanes whose row minimum stays under the threshold then finish (gathered), and those
+    under it at the end are computed again exactly. That pays where most pairs surviving LB_Kim
+    die within T/2 rows and few are positives: random walks (~80 % die, ~3 % positives), not
+    demonstration chunks (the box bound prunes them better). Estimated on a few thousand random
+    pairs that survive LB_Kim. Results never depend on the choice, only the speed.
     """
     if euclid or not math.isfinite(thr):
         return False
-    n = prep.x.shape[0]
+    n, t, _ = prep.x.shape
     rng = np.random.default_rng(cfg.seed + 2)
     i = rng.integers(0, n, size=8192)
     j = rng.integers(0, n - 1, size=i.size)
     j = j + (j >= i)
     x = prep.x
-    kim = ((x[i, 0] - x[j, 0]) ** 2).sum(1) + ((x[i, -1] - x[j, -1]) ** 2).sum(1) * (x.shape[1] > 1)
-    alive = kim <= thr
-    if not alive.any():
+    kim = ((x[i, 0] - x[j, 0]) ** 2).sum(1) + ((x[i, -1] - x[j, -1]) ** 2).sum(1) * (t > 1)
+    alive = np.flatnonzero(kim <= thr)[:2048]
+    if alive.size < 64:
         return False
-    d = pair_distances(x, i[alive], j[alive], cfg.cost, cfg.band)
-    return float(np.mean(d <= thr)) <= DOT_MAX_PASS
+    i, j = i[alive], j[alive]
+    # the box bound (kernels._lower_bounds), which dense blocks skip: it must not prune much
+    if t > 2:
+        mid = x[:, 1:-1].astype(np.float64)
+        lo, hi = prep.bmin.T.astype(np.float64), prep.bmax.T.astype(np.float64)
+        b1 = (np.maximum(np.maximum(lo[j, None] - mid[i], mid[i] - hi[j, None]), 0) ** 2).sum((1, 2))
+        b2 = (np.maximum(np.maximum(lo[i, None] - mid[j], mid[j] - hi[i, None]), 0) ** 2).sum((1, 2))
+        if float(np.mean(kim[alive] + np.maximum(b1, b2) > thr)) > DOT_MAX_BOX:
+            return False
+    d = pair_distances(x, i, j, cfg.cost, cfg.band)
+    if float(np.mean(d <= thr)) > DOT_MAX_PASS:
+        return False
+    # share of them whose DP row minimum exceeds thr after the first T/2 rows, in the step order
+    # of the layout (dtw.dot_layout may reverse it)
+    xr = prep.xr[:, :, :-1].astype(np.float64)
+    a, b = xr[i], xr[j]
+    h = t // 2 if t >= 4 else t
+    q_idx = np.arange(t)
+    prev = np.zeros((i.size, t))
+    for p in range(h):
+        c = ((a[:, p, None, :] - b) ** 2).sum(-1)
+        if cfg.band is not None:
+            c[:, np.abs(q_idx - p) > cfg.band] = np.inf
+        cur = np.empty_like(c)
+        for q in range(t):
+            if p == 0:
+                best = cur[:, q - 1] if q > 0 else 0.0
+            elif q == 0:
+                best = prev[:, 0]
+            else:
+                best = np.minimum(np.minimum(prev[:, q], prev[:, q - 1]), cur[:, q - 1])
+            cur[:, q] = c[:, q] + best
+        prev = cur
+    return float(np.mean(prev.min(axis=1) > thr)) >= DOT_MIN_KILL
 
 
 def compute_pairs(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from class_core.similarity.dtw import FASTMATH, LANES, dtw_lanes, dtw_lanes_dot, pack_lanes
+from class_core.similarity.dtw import FASTMATH, LANES, dot_rows, dtw_lanes, pack_lanes
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -134,9 +134,9 @@ def _box_gate(st, nb, kim_alive, final_alive, computed):
 
 
 @njit(cache=True)
-def _gate(st, total, hit, computed, num, den):
-    """Generic per-row gate (int64[4]: total, hits, count, on) with decay: on while hits / total
-    >= num / den, while fewer than 256 were seen, and every 16th call (retry)."""
+def _gate(st, total, hit, computed, num, den, warm, every):
+    """Generic per-row gate (int64[4]: total, hits, calls, on) with decay: on while hits / total
+    >= num / den, while total < ``warm``, and every ``every``-th call (a power of 2: retry)."""
     st[2] += 1
     if computed:
         st[0] += total
@@ -144,7 +144,7 @@ def _gate(st, total, hit, computed, num, den):
         if st[0] > 8192:
             st[0] //= 2
             st[1] //= 2
-    on = st[0] < 256 or st[1] * den >= st[0] * num or (st[2] & 15) == 0
+    on = st[0] < warm or st[1] * den >= st[0] * num or (st[2] & (every - 1)) == 0
     st[3] = 1 if on else 0
 
 
@@ -156,6 +156,7 @@ def strip_candidates(
     bmax,
     kb,
     Xb,
+    Xr,
     jmax,
     r0,
     r1,
@@ -214,13 +215,18 @@ def strip_candidates(
             b2 = np.empty(LANES, dtype=np.float32)
             pend = np.empty(2 * LANES, dtype=np.int64)
             npend = 0
-            chk = np.empty(2 * LANES, dtype=np.int64)  # dense-path survivors awaiting the exact DTW
+            chk = np.empty(4 * LANES, dtype=np.int64)  # dense-path survivors awaiting the exact DTW
             nchk = 0
+            # dense path, per-lane abandoning: lanes alive after the first H rows wait here with
+            # their DP row, and finish rows H..T-1 32 at a time (gathered from Xr)
+            H = T // 2 if T >= 4 else T
+            qj = np.empty(2 * LANES, dtype=np.int64)
+            qs = np.empty((2 * LANES, T), dtype=np.float32)
+            nq = 0
+            bt2 = np.empty((Xb.shape[1], T * LANES), dtype=np.float32)
             gate = np.zeros(4, dtype=np.int64)
             gate[3] = 1
             use_dot = thr_dot < inf
-            dgate = np.zeros(4, dtype=np.int64)  # box bound on blocks dense after LB_Kim
-            dgate[3] = 1
             pgate = np.zeros(4, dtype=np.int64)  # the dot-product prefilter
             pgate[3] = 1
             dp = Xb.shape[1] - 1  # D padded to a multiple of dtw.DOT_GROUP
@@ -254,35 +260,11 @@ def strip_candidates(
                         a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr_prune, False, lb, e, b1, b2
                     )
                     ns = kim
-                    if use_dot and kim >= DENSE:
-                        # dense after LB_Kim: the box bound only pays where it removes most lanes
-                        # (a dense block costs the same whatever it prunes): own gate, ``dgate``
-                        if dgate[3] == 1:
-                            _lower_bounds(
-                                a,
-                                amin,
-                                amax,
-                                Xt,
-                                bmin,
-                                bmax,
-                                j0,
-                                nb,
-                                euclid,
-                                thr_prune,
-                                True,
-                                lb,
-                                e,
-                                b1,
-                                b2,
-                                True,
-                            )
-                            ns = 0
-                            for l in range(nb):
-                                if lb[l] <= thr_prune:
-                                    ns += 1
-                        # worth it while it removes >= half of the lanes (demonstration chunks)
-                        _gate(dgate, kim, kim - ns, dgate[3] == 1, 1, 2)
-                    elif kim > 0 and gate[3] == 1:
+                    # the box bound (~85 ns a lane) costs more than a dense block's prefiltered DTW
+                    # saves: only on blocks that are sparse after LB_Kim, or without the prefilter
+                    dense = use_dot and kim >= DENSE and pgate[3] == 1
+                    box = gate[3] == 1 and kim > 0 and not dense
+                    if box:
                         _lower_bounds(
                             a,
                             amin,
@@ -305,24 +287,37 @@ def strip_candidates(
                         for l in range(nb):
                             if lb[l] <= thr_prune:
                                 ns += 1
-                        _box_gate(gate, nb, kim, ns, True)
-                    else:
-                        _box_gate(gate, nb, kim, ns, False)
-                    if use_dot and ns >= DENSE and pgate[3] == 1:
+                    _box_gate(gate, nb, kim, ns, box)
+                    if dense:
                         st1 += ns
                         st2 += LANES
-                        dtw_lanes_dot(a2, na, Xb[blk], band, thr_dot, inf, cst, prev, cur, res)
+                        dot_rows(a2, na, Xb[blk], band, 0, H, inf, cst, prev, cur)
+                        row = cur if H % 2 == 1 else prev
                         off = j0 - blk * LANES
-                        n0 = nchk
+                        kept = 0
                         for l in range(nb):
-                            if lb[l] <= thr_prune and res[off + l] <= thr_dot:
-                                chk[nchk] = j0 + l
-                                nchk += 1
-                        # the prefilter pays while at most ~40 % of its lanes need the exact DTW
-                        _gate(pgate, ns, ns - (nchk - n0), True, 3, 5)
+                            if lb[l] <= thr_prune:
+                                ll = off + l
+                                if H == T:
+                                    if row[(T - 1) * LANES + ll] <= thr_dot:
+                                        chk[nchk] = j0 + l
+                                        nchk += 1
+                                        kept += 1
+                                    continue
+                                mn = row[ll]
+                                for q in range(1, T):
+                                    mn = min(mn, row[q * LANES + ll])
+                                if mn <= thr_dot:  # DTW >= the minimum of any DP row
+                                    qj[nq] = j0 + l
+                                    for q in range(T):
+                                        qs[nq, q] = row[q * LANES + ll]
+                                    nq += 1
+                                    kept += 1
+                        # the prefilter pays while at most ~40 % of its lanes survive it
+                        _gate(pgate, ns, ns - kept, True, 3, 5, 256, 16)
                     else:
                         if use_dot and ns >= DENSE:
-                            _gate(pgate, 0, 0, False, 3, 5)  # counts towards the retry
+                            _gate(pgate, 0, 0, False, 3, 5, 256, 16)  # counts towards the retry
                         for l in range(nb):
                             if lb[l] <= thr_prune:
                                 pend[npend] = j0 + l
@@ -342,6 +337,29 @@ def strip_candidates(
                     for l in range(m, npend):
                         pend[l - m] = pend[l]
                     npend -= m
+                while nq >= LANES or (last and nq > 0):
+                    m = min(nq, LANES)
+                    st2 += LANES
+                    pack_lanes(Xr, qj, m, bt2)
+                    for l in range(LANES):
+                        src = min(l, m - 1)
+                        for q in range(T):
+                            prev[q * LANES + l] = qs[src, q]
+                    dot_rows(a2, na, bt2, band, H, T, inf, cst, prev, cur)
+                    row = cur if (T - H) % 2 == 1 else prev
+                    died = 0
+                    for l in range(m):
+                        if row[(T - 1) * LANES + l] <= thr_dot:
+                            chk[nchk] = qj[l]
+                            nchk += 1
+                        else:
+                            died += 1
+                    _gate(pgate, 0, died, True, 3, 5, 256, 16)
+                    for l in range(m, nq):
+                        qj[l - m] = qj[l]
+                        for q in range(T):
+                            qs[l - m, q] = qs[l, q]
+                    nq -= m
                 while nchk >= LANES or (last and nchk > 0):
                     m = min(nchk, LANES)
                     st2 += LANES
