@@ -17,6 +17,7 @@ from class_core.similarity.dtw import (
     dot_layout,
     dot_threshold,
     dtw_lanes_dot,
+    gather_blocks,
     sakoe_chiba_mask,
 )
 from class_core.similarity.torch_dtw import dtw_batch
@@ -128,8 +129,7 @@ def test_dot_kernel_stays_within_its_error_bound(t: int, d: int) -> None:
     rng = np.random.default_rng(t * 100 + d)
     n = 70  # 3 blocks, the last one padded
     x = (np.cumsum(rng.normal(size=(n, t, d)), axis=1) * 3 + 5).astype(np.float32)  # off-centre
-    xb, xr, radius = dot_layout(x)
-    assert xr.shape == (n, t, xb.shape[1])
+    xb, radius = dot_layout(x)
     dp = xb.shape[1] - 1
     assert dp % DOT_GROUP == 0 and dp >= d and xb.shape == (3, dp + 1, t * LANES)
     inf = np.float32(np.inf)
@@ -148,6 +148,13 @@ def test_dot_kernel_stays_within_its_error_bound(t: int, d: int) -> None:
                 ref = dtw_distance(x[i], x[j], band=band)
                 assert out[lane] <= dot_threshold(ref, t, dp, radius)
                 assert out[lane] == pytest.approx(ref, rel=1e-3, abs=1e-2)
+            # single candidates gathered from the blocks equal their lanes
+            jj = rng.choice(n, size=5, replace=False).astype(np.int64)
+            bt = np.empty_like(xb[0])
+            gather_blocks(xb, jj, 5, bt, np.empty(LANES, np.int64))
+            for lane in range(LANES):
+                j = int(jj[min(lane, 4)])
+                np.testing.assert_array_equal(bt[:, lane::LANES], xb[j // LANES][:, j % LANES :: LANES])
             # early abandoning: a threshold below every distance fills the block with inf
             dtw_lanes_dot(a2, na, xb[blk], b, np.float32(-1.0), inf, cst, cst.copy(), cst.copy(), out)
             assert t < 5 or np.all(out == inf)

@@ -309,7 +309,7 @@ U32 = 2.0**-24  # unit roundoff of float32
 DOT_GROUP = 5  # dimensions per pass over the cost row: 5 chained fmas per load/store of it
 
 
-def dot_layout(x: np.ndarray, lanes: int = LANES) -> tuple[np.ndarray, np.ndarray, float]:
+def dot_layout(x: np.ndarray, lanes: int = LANES) -> tuple[np.ndarray, float]:
     """Layouts of chunks ``x`` (N, T, D) for the dot-product kernel (``dot_rows``), and their radius.
 
     Steps are stored in the order that makes the DP's row minimum grow soonest: reversed when the
@@ -322,8 +322,7 @@ def dot_layout(x: np.ndarray, lanes: int = LANES) -> tuple[np.ndarray, np.ndarra
 
     - ``xb`` (ceil(N / lanes), D' + 1, T * lanes): ``xb[b]`` = aligned block ``b`` (the last one
       padded with the last chunk) in the lane layout of ``dtw_lanes``, norms in row D', so a whole
-      block is used with no packing;
-    - ``xr`` (N, T, D' + 1): per chunk, for gathering single candidates (``pack_lanes``);
+      block is used with no packing (single candidates: ``gather_blocks``);
     - the radius, a bound on ``|x_q|`` over all centred steps (``dot_threshold``).
     """
     n, t, d = x.shape
@@ -343,7 +342,7 @@ def dot_layout(x: np.ndarray, lanes: int = LANES) -> tuple[np.ndarray, np.ndarra
     pad = xr if nblk * lanes == n else np.concatenate([xr, np.repeat(xr[-1:], nblk * lanes - n, axis=0)])
     xb = np.ascontiguousarray(pad.reshape(nblk, lanes, t, dp + 1).transpose(0, 3, 2, 1))
     radius = float(np.sqrt(nrm.max()))
-    return xb.reshape(nblk, dp + 1, t * lanes), xr, radius * (1 + 1e-6) + 1e-30
+    return xb.reshape(nblk, dp + 1, t * lanes), radius * (1 + 1e-6) + 1e-30
 
 
 def dot_threshold(thr: float, t: int, d: int, radius: float) -> float:
@@ -482,3 +481,24 @@ def dtw_lanes_dot(a2, na, bt, band, thr, inf, cst, prev, cur, out):
     last = prev[(T - 1) * L : T * L]
     for l in range(L):
         out[l] = last[l]
+
+
+@njit(cache=True)
+def gather_blocks(xb, J, nb, bt, idx):
+    """Gather candidates ``J[0:nb]`` from the block layout ``xb`` (``dot_layout``) into ``bt``
+    (D' + 1, T * L); idle lanes repeat the last one. ``idx``: (L,) int64 scratch. Stores are
+    contiguous (the lane loop is innermost); the sources are the blocks just computed (cached)."""
+    E = xb.shape[1]
+    W = xb.shape[2]
+    L = idx.shape[0]
+    T = W // L
+    flat = xb.reshape(-1)
+    for l in range(L):
+        j = J[min(l, nb - 1)]
+        idx[l] = (j // L) * (E * W) + j % L
+    for d in range(E):
+        for q in range(T):
+            dst = bt[d, q * L : q * L + L]
+            off = d * W + q * L
+            for l in range(L):
+                dst[l] = flat[idx[l] + off]

@@ -171,7 +171,6 @@ class _Prepared:
     order: np.ndarray  # sorted position -> original index
     kb: np.ndarray  # (4, D, N / LANES) first/last-step boxes of aligned column blocks
     xb: np.ndarray  # (N / LANES, D' + 1, T * LANES) centred blocks + step norms (dtw.dot_layout)
-    xr: np.ndarray  # (N, T, D' + 1) the same per chunk
     radius: float  # bound on the norm of a centred step (dtw.dot_threshold)
 
 
@@ -192,7 +191,7 @@ def _prepare(x: np.ndarray, seed: int) -> _Prepared:
     s_raw = f @ u
     order = np.argsort(s_raw, kind="stable")
     xs = np.ascontiguousarray(x[order])
-    xb, xr, radius = dot_layout(xs)
+    xb, radius = dot_layout(xs)
     return _Prepared(
         x=xs,
         xt=np.ascontiguousarray(xs.transpose(1, 2, 0)),
@@ -202,7 +201,6 @@ def _prepare(x: np.ndarray, seed: int) -> _Prepared:
         order=order,
         kb=kernels.block_boxes(xs),
         xb=xb,
-        xr=xr,
         radius=radius,
     )
 
@@ -301,7 +299,6 @@ def _strip_numba(
                 prep.bmax,
                 prep.kb,
                 prep.xb,
-                prep.xr,
                 jmax,
                 r0,
                 r1,
@@ -536,8 +533,9 @@ def _dot_pays(prep: _Prepared, cfg: PairConfig, thr: float, euclid: bool) -> boo
         return False
     # share of them whose DP row minimum exceeds thr after the first T/2 rows, in the step order
     # of the layout (dtw.dot_layout may reverse it)
-    xr = prep.xr[:, :, :-1].astype(np.float64)
-    a, b = xr[i], xr[j]
+    xb = prep.xb.reshape(prep.xb.shape[0], prep.xb.shape[1], t, LANES)[:, :-1]  # (blocks, D', T, L)
+    a = xb[i // LANES, :, :, i % LANES].transpose(0, 2, 1).astype(np.float64)  # (pairs, T, D')
+    b = xb[j // LANES, :, :, j % LANES].transpose(0, 2, 1).astype(np.float64)
     h = t // 2 if t >= 4 else t
     q_idx = np.arange(t)
     prev = np.zeros((i.size, t))

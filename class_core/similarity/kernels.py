@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from class_core.similarity.dtw import FASTMATH, LANES, dot_rows, dtw_lanes, pack_lanes
+from class_core.similarity.dtw import FASTMATH, LANES, dot_rows, dtw_lanes, gather_blocks, pack_lanes
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -156,7 +156,6 @@ def strip_candidates(
     bmax,
     kb,
     Xb,
-    Xr,
     jmax,
     r0,
     r1,
@@ -218,12 +217,13 @@ def strip_candidates(
             chk = np.empty(4 * LANES, dtype=np.int64)  # dense-path survivors awaiting the exact DTW
             nchk = 0
             # dense path, per-lane abandoning: lanes alive after the first H rows wait here with
-            # their DP row, and finish rows H..T-1 32 at a time (gathered from Xr)
+            # their DP row, and finish rows H..T-1 32 at a time (gathered from Xb)
             H = T // 2 if T >= 4 else T
             qj = np.empty(2 * LANES, dtype=np.int64)
             qs = np.empty((2 * LANES, T), dtype=np.float32)
             nq = 0
             bt2 = np.empty((Xb.shape[1], T * LANES), dtype=np.float32)
+            gidx = np.empty(LANES, dtype=np.int64)
             gate = np.zeros(4, dtype=np.int64)
             gate[3] = 1
             use_dot = thr_dot < inf
@@ -340,7 +340,7 @@ def strip_candidates(
                 while nq >= LANES or (last and nq > 0):
                     m = min(nq, LANES)
                     st2 += LANES
-                    pack_lanes(Xr, qj, m, bt2)
+                    gather_blocks(Xb, qj, m, bt2, gidx)
                     for l in range(LANES):
                         src = min(l, m - 1)
                         for q in range(T):
