@@ -224,6 +224,7 @@ def strip_candidates(
             nq = 0
             bt2 = np.empty((Xb.shape[1], T * LANES), dtype=np.float32)
             gidx = np.empty(LANES, dtype=np.int64)
+            rmin = np.empty(LANES, dtype=np.float32)
             gate = np.zeros(4, dtype=np.int64)
             gate[3] = 1
             use_dot = thr_dot < inf
@@ -295,6 +296,13 @@ def strip_candidates(
                         row = cur if H % 2 == 1 else prev
                         off = j0 - blk * LANES
                         kept = 0
+                        if H < T:  # row minimum of every lane, vectorised over the lanes
+                            for l in range(LANES):
+                                rmin[l] = row[l]
+                            for q in range(1, T):
+                                rq = row[q * LANES : q * LANES + LANES]
+                                for l in range(LANES):
+                                    rmin[l] = min(rmin[l], rq[l])
                         for l in range(nb):
                             if lb[l] <= thr_prune:
                                 ll = off + l
@@ -304,10 +312,7 @@ def strip_candidates(
                                         nchk += 1
                                         kept += 1
                                     continue
-                                mn = row[ll]
-                                for q in range(1, T):
-                                    mn = min(mn, row[q * LANES + ll])
-                                if mn <= thr_dot:  # DTW >= the minimum of any DP row
+                                if rmin[ll] <= thr_dot:  # DTW >= the minimum of any DP row
                                     qj[nq] = j0 + l
                                     for q in range(T):
                                         qs[nq, q] = row[q * LANES + ll]
