@@ -170,8 +170,15 @@ class _Prepared:
     s: np.ndarray  # (N,) float64, ascending
     order: np.ndarray  # sorted position -> original index
     kb: np.ndarray  # (4, D, N / LANES) first/last-step boxes of aligned column blocks
-    xb: np.ndarray  # (N / LANES, D' + 1, T * LANES) centred blocks + step norms (dtw.dot_layout)
-    radius: float  # bound on the norm of a centred step (dtw.dot_threshold)
+    _dot: tuple[np.ndarray, float] | None = None  # dtw.dot_layout, made on first use (dot())
+
+    def dot(self) -> tuple[np.ndarray, float]:
+        """(xb, radius): the block layout of the dense-block path (``dtw.dot_layout``) and the bound
+        on a centred step's norm (``dtw.dot_threshold``); built on first use (not for top-k or
+        demonstration-like data, which never take that path)."""
+        if self._dot is None:
+            self._dot = dot_layout(self.x)
+        return self._dot
 
 
 def _prepare(x: np.ndarray, seed: int) -> _Prepared:
@@ -191,7 +198,6 @@ def _prepare(x: np.ndarray, seed: int) -> _Prepared:
     s_raw = f @ u
     order = np.argsort(s_raw, kind="stable")
     xs = np.ascontiguousarray(x[order])
-    xb, radius = dot_layout(xs)
     return _Prepared(
         x=xs,
         xt=np.ascontiguousarray(xs.transpose(1, 2, 0)),
@@ -200,8 +206,6 @@ def _prepare(x: np.ndarray, seed: int) -> _Prepared:
         s=s_raw[order],
         order=order,
         kb=kernels.block_boxes(xs),
-        xb=xb,
-        radius=radius,
     )
 
 
@@ -277,9 +281,12 @@ def _strip_numba(
     # the dot-product prefilter for dense blocks: squared cost and a finite threshold only
     t_len = prep.x.shape[1]
     use_dot = dot and not euclid and math.isfinite(thr)
-    thr_dot = np.float32(
-        dot_threshold(float(prune), t_len, prep.xb.shape[1] - 1, prep.radius) if use_dot else np.inf
-    )
+    if use_dot:
+        xb, radius = prep.dot()
+        thr_dot = np.float32(dot_threshold(float(prune), t_len, xb.shape[1] - 1, radius))
+    else:
+        xb = np.zeros((0, 1, t_len * LANES), dtype=np.float32)  # unused
+        thr_dot = np.float32(np.inf)
     c_end = int(jmax[r0:r1].max()) if r1 > r0 else r0
     parts_i, parts_j, parts_d = [], [], []
     stats = np.zeros(3, dtype=np.int64)
@@ -298,7 +305,7 @@ def _strip_numba(
                 prep.bmin,
                 prep.bmax,
                 prep.kb,
-                prep.xb,
+                xb,
                 jmax,
                 r0,
                 r1,
@@ -533,7 +540,8 @@ def _dot_pays(prep: _Prepared, cfg: PairConfig, thr: float, euclid: bool) -> boo
         return False
     # share of them whose DP row minimum exceeds thr after the first T/2 rows, in the step order
     # of the layout (dtw.dot_layout may reverse it)
-    xb = prep.xb.reshape(prep.xb.shape[0], prep.xb.shape[1], t, LANES)[:, :-1]  # (blocks, D', T, L)
+    blocks = prep.dot()[0]
+    xb = blocks.reshape(blocks.shape[0], blocks.shape[1], t, LANES)[:, :-1]  # (blocks, D', T, L)
     a = xb[i // LANES, :, :, i % LANES].transpose(0, 2, 1).astype(np.float64)  # (pairs, T, D')
     b = xb[j // LANES, :, :, j % LANES].transpose(0, 2, 1).astype(np.float64)
     h = t // 2 if t >= 4 else t

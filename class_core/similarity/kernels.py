@@ -108,9 +108,9 @@ def _lower_bounds(a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr, use_box, l
     return alive
 
 
-# A block whose in-range lanes surviving the bounds number at least DENSE goes whole through the
-# dot-product kernel (cost of 32 lanes, no packing) instead of packing its survivors: packing costs
-# about as much per lane as the cheaper kernel saves.
+# A block with at least DENSE in-range lanes surviving LB_Kim goes whole through the dot-product
+# rows (all 32 lanes, no packing, no box bound) instead of packing its survivors: packing and the
+# box bound cost about as much per lane as the whole block's prefiltered DTW.
 DENSE = 20
 
 
@@ -180,12 +180,15 @@ def strip_candidates(
     the first and the last steps (``block_boxes``): LB_Kim of the anchor against those boxes
     bounds LB_Kim of every chunk in the block, so a whole block can be skipped for ~2 D flops.
 
-    Dense blocks (at least DENSE of LANES in-range lanes survive the bounds, most blocks on random
-    walks): the whole aligned block is taken straight from ``Xb`` (``dtw.dot_layout``, no packing)
-    through ``dtw_lanes_dot`` (half the flops, not exact), whose survivors under ``thr_dot``
-    (``dtw.dot_threshold``, an error bound above ``thr_prune``) are recomputed exactly by
-    ``dtw_lanes``; ``thr_dot`` = inf switches this path off. Sparse blocks pack their survivors
-    into lanes for ``dtw_lanes`` directly (most blocks on demonstration chunks).
+    Dense blocks (at least DENSE of LANES in-range lanes survive LB_Kim; most blocks on random
+    walks; ``thr_dot`` = inf switches this path off): the whole aligned block is taken straight
+    from ``Xb`` (``dtw.dot_layout``, no packing) through the first H = T / 2 rows of
+    ``dtw.dot_rows`` (half the flops, not exact); lanes whose DP row minimum is still under
+    ``thr_dot`` (``dtw.dot_threshold``, an error bound above ``thr_prune``) are queued with their
+    DP row and finish the other rows 32 at a time (``dtw.gather_blocks``); those still under it
+    are recomputed exactly by ``dtw_lanes``. A per-row gate (``pgate``) falls back to packing
+    while more than 40 % of the lanes survive the first rows. Other blocks pack their survivors of
+    LB_Kim + box bound into lanes for ``dtw_lanes`` (most blocks on demonstration chunks).
     """
     T = X.shape[1]
     D = X.shape[2]
@@ -214,20 +217,22 @@ def strip_candidates(
             b2 = np.empty(LANES, dtype=np.float32)
             pend = np.empty(2 * LANES, dtype=np.int64)
             npend = 0
-            chk = np.empty(4 * LANES, dtype=np.int64)  # dense-path survivors awaiting the exact DTW
+            use_dot = thr_dot < inf
+            chk = np.empty(4 * LANES if use_dot else 0, dtype=np.int64)  # dense survivors: exact DTW next
             nchk = 0
-            # dense path, per-lane abandoning: lanes alive after the first H rows wait here with
-            # their DP row, and finish rows H..T-1 32 at a time (gathered from Xb)
-            H = T // 2 if T >= 4 else T
-            qj = np.empty(2 * LANES, dtype=np.int64)
-            qs = np.empty((2 * LANES, T), dtype=np.float32)
-            nq = 0
-            bt2 = np.empty((Xb.shape[1], T * LANES), dtype=np.float32)
-            gidx = np.empty(LANES, dtype=np.int64)
-            rmin = np.empty(LANES, dtype=np.float32)
             gate = np.zeros(4, dtype=np.int64)
             gate[3] = 1
-            use_dot = thr_dot < inf
+            # dense path, per-lane abandoning: lanes alive after the first H rows wait here with
+            # their DP row, and finish rows H..T-1 32 at a time (gathered from Xb); the buffers
+            # are empty when the path is off (small jobs: allocations per row add up)
+            H = T // 2 if T >= 4 else T
+            w = LANES if use_dot else 0
+            qj = np.empty(2 * w, dtype=np.int64)
+            qs = np.empty((2 * w, T), dtype=np.float32)
+            nq = 0
+            bt2 = np.empty((Xb.shape[1], T * w), dtype=np.float32)
+            gidx = np.empty(w, dtype=np.int64)
+            rmin = np.empty(w, dtype=np.float32)
             pgate = np.zeros(4, dtype=np.int64)  # the dot-product prefilter
             pgate[3] = 1
             dp = Xb.shape[1] - 1  # D padded to a multiple of dtw.DOT_GROUP
@@ -256,14 +261,25 @@ def strip_candidates(
                 if T == 1:
                     s2 = zero
                 blb = np.sqrt(s1) + np.sqrt(s2) if euclid else s1 + s2
-                if blb <= thr_prune:
+                if blb <= thr_prune and not use_dot:  # as before the dense-block path
+                    box = gate[3] == 1
+                    kim = _lower_bounds(
+                        a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr_prune, box, lb, e, b1, b2
+                    )
+                    n0 = npend
+                    for l in range(nb):
+                        if lb[l] <= thr_prune:
+                            pend[npend] = j0 + l
+                            npend += 1
+                    _box_gate(gate, nb, kim, npend - n0, box)
+                elif blb <= thr_prune:
                     kim = _lower_bounds(
                         a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr_prune, False, lb, e, b1, b2
                     )
                     ns = kim
                     # the box bound (~85 ns a lane) costs more than a dense block's prefiltered DTW
-                    # saves: only on blocks that are sparse after LB_Kim, or without the prefilter
-                    dense = use_dot and kim >= DENSE and pgate[3] == 1
+                    # saves: only on blocks that are sparse after LB_Kim
+                    dense = kim >= DENSE and pgate[3] == 1
                     box = gate[3] == 1 and kim > 0 and not dense
                     if box:
                         _lower_bounds(
@@ -321,7 +337,7 @@ def strip_candidates(
                         # the prefilter pays while at most ~40 % of its lanes survive it
                         _gate(pgate, ns, ns - kept, True, 3, 5, 256, 16)
                     else:
-                        if use_dot and ns >= DENSE:
+                        if ns >= DENSE:
                             _gate(pgate, 0, 0, False, 3, 5, 256, 16)  # counts towards the retry
                         for l in range(nb):
                             if lb[l] <= thr_prune:
