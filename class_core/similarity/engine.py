@@ -529,10 +529,10 @@ def _dot_pays(prep: _Prepared, cfg: PairConfig, thr: float, euclid: bool) -> boo
     i, j = i[alive], j[alive]
     # the box bound (kernels._lower_bounds), which dense blocks skip: it must not prune much
     if t > 2:
-        mid = x[:, 1:-1].astype(np.float64)
+        mi, mj = x[i, 1:-1].astype(np.float64), x[j, 1:-1].astype(np.float64)
         lo, hi = prep.bmin.T.astype(np.float64), prep.bmax.T.astype(np.float64)
-        b1 = (np.maximum(np.maximum(lo[j, None] - mid[i], mid[i] - hi[j, None]), 0) ** 2).sum((1, 2))
-        b2 = (np.maximum(np.maximum(lo[i, None] - mid[j], mid[j] - hi[i, None]), 0) ** 2).sum((1, 2))
+        b1 = (np.maximum(np.maximum(lo[j, None] - mi, mi - hi[j, None]), 0) ** 2).sum((1, 2))
+        b2 = (np.maximum(np.maximum(lo[i, None] - mj, mj - hi[i, None]), 0) ** 2).sum((1, 2))
         if float(np.mean(kim[alive] + np.maximum(b1, b2) > thr)) > DOT_MAX_BOX:
             return False
     d = pair_distances(x, i, j, cfg.cost, cfg.band)
