@@ -10,7 +10,16 @@ from aeon.distances import dtw_pairwise_distance
 from aeon.distances.elastic._bounding_matrix import create_bounding_matrix
 
 from class_core.similarity import band_from_aeon_window, dtw_distance, pair_distances, pairwise_distances
-from class_core.similarity.dtw import sakoe_chiba_mask
+from class_core.similarity.dtw import (
+    DOT_GROUP,
+    LANES,
+    check_band,
+    dot_layout,
+    dot_threshold,
+    dtw_lanes_dot,
+    gather_blocks,
+    sakoe_chiba_mask,
+)
 from class_core.similarity.torch_dtw import dtw_batch
 
 WINDOWS = [None, 0.0, 0.1, 0.25, 0.5, 1.0]
@@ -112,3 +121,40 @@ def test_bad_input_errors() -> None:
         dtw_distance(np.zeros((3, 2)), np.zeros((3, 2)), band=-1)
     with pytest.raises(ValueError, match="window"):
         band_from_aeon_window(1.5, 3, 3)
+
+
+@pytest.mark.parametrize("t,d", [(16, 10), (16, 7), (5, 3), (1, 1), (8, 12)])
+def test_dot_kernel_stays_within_its_error_bound(t: int, d: int) -> None:
+    """``dtw_lanes_dot`` (the prefilter) never exceeds ``dot_threshold`` of the exact distance."""
+    rng = np.random.default_rng(t * 100 + d)
+    n = 70  # 3 blocks, the last one padded
+    x = (np.cumsum(rng.normal(size=(n, t, d)), axis=1) * 3 + 5).astype(np.float32)  # off-centre
+    xb, radius = dot_layout(x)
+    dp = xb.shape[1] - 1
+    assert dp % DOT_GROUP == 0 and dp >= d and xb.shape == (3, dp + 1, t * LANES)
+    inf = np.float32(np.inf)
+    for band in (None, 0, 2):
+        b = check_band(band)
+        for blk in range(xb.shape[0]):
+            i = int(rng.integers(n))
+            a = xb[i // LANES][:, i % LANES :: LANES]  # (dp + 1, t)
+            a2 = np.ascontiguousarray(-2 * a[:dp].T)
+            na = np.ascontiguousarray(a[dp])
+            cst = np.empty(t * LANES, np.float32)
+            out = np.empty(LANES, np.float32)
+            dtw_lanes_dot(a2, na, xb[blk], b, inf, inf, cst, cst.copy(), cst.copy(), out)
+            for lane in range(LANES):
+                j = min(blk * LANES + lane, n - 1)
+                ref = dtw_distance(x[i], x[j], band=band)
+                assert out[lane] <= dot_threshold(ref, t, dp, radius)
+                assert out[lane] == pytest.approx(ref, rel=1e-3, abs=1e-2)
+            # single candidates gathered from the blocks equal their lanes
+            jj = rng.choice(n, size=5, replace=False).astype(np.int64)
+            bt = np.empty_like(xb[0])
+            gather_blocks(xb, jj, 5, bt, np.empty(LANES, np.int64))
+            for lane in range(LANES):
+                j = int(jj[min(lane, 4)])
+                np.testing.assert_array_equal(bt[:, lane::LANES], xb[j // LANES][:, j % LANES :: LANES])
+            # early abandoning: a threshold below every distance fills the block with inf
+            dtw_lanes_dot(a2, na, xb[blk], b, np.float32(-1.0), inf, cst, cst.copy(), cst.copy(), out)
+            assert t < 5 or np.all(out == inf)

@@ -111,6 +111,65 @@ def test_options_equal_brute_force(cost: str, band: int | None, horizon: int | N
     assert ps.meta["T"] == (horizon or 16) and ps.meta["cost"] == cost and ps.meta["band"] == band
 
 
+@pytest.mark.parametrize(
+    "cost,band,d,horizon,flip",
+    [
+        ("sqeuclidean", None, 10, None, False),
+        ("sqeuclidean", None, 10, None, True),  # spread shrinking over time: layout not reversed
+        ("sqeuclidean", 2, 7, None, False),
+        ("sqeuclidean", 0, 3, 5, False),  # T = 5: 2 rows, then 3 after compaction
+        ("sqeuclidean", None, 4, 3, True),  # T = 3: no compaction
+        ("euclidean", 1, 10, None, False),  # never prefiltered
+    ],
+)
+@pytest.mark.parametrize("dot", [True, False])
+def test_dense_block_prefilter_equals_brute_force(
+    cost: str,
+    band: int | None,
+    d: int,
+    horizon: int | None,
+    flip: bool,
+    dot: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dense-block path (dot-product rows, per-lane abandoning and compaction, exact recheck)
+    and the packed path give the same set as brute force (random walks: most blocks are dense),
+    with a sampled threshold."""
+    x = walks(300, seed=5, d=d) + np.float32(3.0)  # off-centre: the layout's centring matters
+    if flip:
+        x = np.ascontiguousarray(x[:, ::-1])
+    dm = pairwise_distances(x[:, :horizon], cost=cost, band=band)
+    calls: list[bool] = []
+
+    def forced(*args: object) -> bool:
+        calls.append(dot)
+        return dot
+
+    monkeypatch.setattr(engine, "_dot_pays", forced)
+    cfg = PairConfig(
+        quantile=0.025, cost=cost, band=band, horizon=horizon, sample_pairs=1024, strip_rows=64, tile_cols=160
+    )
+    ps = compute_pairs(x, cfg, progress=False)
+    assert calls == [dot]  # a sampled (finite) threshold: the choice was made once
+    assert ps is not None and as_set(ps) == brute_quantile(dm, 0.025)
+    np.testing.assert_allclose(ps.distance, dm[ps.i, ps.j], rtol=1e-12)
+
+
+def test_dot_prefilter_choice() -> None:
+    x = walks(3000, seed=2)
+    prep = engine._prepare(x, 0)
+    cfg = PairConfig()
+    thr = engine._sample_threshold(prep, cfg, -1, False)
+    assert math.isfinite(thr)
+    assert engine._dot_pays(prep, cfg, thr, False)  # random walks: few LB_Kim survivors are positives
+    assert not engine._dot_pays(prep, cfg, thr, True)  # euclidean cost: never
+    assert not engine._dot_pays(prep, cfg, math.inf, False)  # collect-all pass: never
+    demo = demo_like()  # demonstration chunks: most LB_Kim survivors are positives
+    dm = pairwise_distances(demo)
+    thr = float(np.quantile(dm[np.triu_indices(demo.shape[0], 1)], 0.025))
+    assert not engine._dot_pays(engine._prepare(demo, 0), cfg, thr, False)
+
+
 @pytest.mark.parametrize("k", [1, 3, 8])
 def test_topk_mode_equals_brute_force(walk_set: tuple[np.ndarray, np.ndarray], k: int) -> None:
     x, dm = walk_set

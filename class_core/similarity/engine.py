@@ -36,13 +36,19 @@ from tqdm import tqdm
 
 from class_core.io import atomic_save_npz, atomic_write_text
 from class_core.similarity import kernels
-from class_core.similarity.dtw import LANES, check_band, check_cost, pair_distances
+from class_core.similarity.dtw import LANES, check_band, check_cost, dot_layout, dot_threshold, pair_distances
 from class_core.similarity.pairs import FORMAT, WEIGHT_MODES, PairSet, order_by_distance, pair_weights
 
 ENGINE_VERSION = "2"  # 2: sort direction via eigh (strip files of 1 index another order)
 BACKENDS = ("numba", "torch")
 # float32 DTW of T=16 steps is within ~1e-6 relative of the float64 value; 1e-4 is a wide margin
 REL_MARGIN = 1e-4
+# the dot-product prefilter is used while at most DOT_MAX_PASS of the pairs surviving LB_Kim are
+# positives (each costs the prefilter plus an exact DTW) and at least DOT_MIN_KILL of them are
+# abandoned after the first T/2 rows (engine._dot_pays)
+DOT_MAX_PASS = 0.25
+DOT_MIN_KILL = 0.6
+DOT_MAX_BOX = 0.5  # ... and the box bound, which dense blocks skip, prunes at most this share
 
 
 class Interrupted(RuntimeError):
@@ -164,6 +170,15 @@ class _Prepared:
     s: np.ndarray  # (N,) float64, ascending
     order: np.ndarray  # sorted position -> original index
     kb: np.ndarray  # (4, D, N / LANES) first/last-step boxes of aligned column blocks
+    _dot: tuple[np.ndarray, float] | None = None  # dtw.dot_layout, made on first use (dot())
+
+    def dot(self) -> tuple[np.ndarray, float]:
+        """(xb, radius): the block layout of the dense-block path (``dtw.dot_layout``) and the bound
+        on a centred step's norm (``dtw.dot_threshold``); built on first use (not for top-k or
+        demonstration-like data, which never take that path)."""
+        if self._dot is None:
+            self._dot = dot_layout(self.x)
+        return self._dot
 
 
 def _prepare(x: np.ndarray, seed: int) -> _Prepared:
@@ -250,11 +265,28 @@ class _Workdir:
 
 
 def _strip_numba(
-    prep: _Prepared, r0: int, r1: int, jmax: np.ndarray, band: int, euclid: bool, thr: float, tile_cols: int
+    prep: _Prepared,
+    r0: int,
+    r1: int,
+    jmax: np.ndarray,
+    band: int,
+    euclid: bool,
+    thr: float,
+    tile_cols: int,
+    dot: bool = False,
 ) -> dict[str, np.ndarray]:
     n = prep.x.shape[0]
     thr32 = np.float32(thr) if math.isfinite(thr) else np.float32(np.inf)
     prune = np.float32(thr * (1 + REL_MARGIN)) if math.isfinite(thr) else np.float32(np.inf)
+    # the dot-product prefilter for dense blocks: squared cost and a finite threshold only
+    t_len = prep.x.shape[1]
+    use_dot = dot and not euclid and math.isfinite(thr)
+    if use_dot:
+        xb, radius = prep.dot()
+        thr_dot = np.float32(dot_threshold(float(prune), t_len, xb.shape[1] - 1, radius))
+    else:
+        xb = np.zeros((0, 1, t_len * LANES), dtype=np.float32)  # unused
+        thr_dot = np.float32(np.inf)
     c_end = int(jmax[r0:r1].max()) if r1 > r0 else r0
     parts_i, parts_j, parts_d = [], [], []
     stats = np.zeros(3, dtype=np.int64)
@@ -273,6 +305,7 @@ def _strip_numba(
                 prep.bmin,
                 prep.bmax,
                 prep.kb,
+                xb,
                 jmax,
                 r0,
                 r1,
@@ -282,6 +315,7 @@ def _strip_numba(
                 euclid,
                 thr32,
                 prune,
+                thr_dot,
                 out_j,
                 out_d,
                 out_n,
@@ -470,6 +504,66 @@ def _sample_threshold(prep: _Prepared, cfg: PairConfig, band: int, euclid: bool)
     return float(np.quantile(d.astype(np.float64), q_hi)) * (1 + 1e-3)
 
 
+def _dot_pays(prep: _Prepared, cfg: PairConfig, thr: float, euclid: bool) -> bool:
+    """Whether the dot-product prefilter (``dtw.dot_rows``) should run on dense blocks.
+
+    A dense block skips the box bound and computes the first T/2 DP rows of all its lanes with half
+    the flops; lanes whose row minimum stays under the threshold then finish (gathered), and those
+    under it at the end are computed again exactly. That pays where most pairs surviving LB_Kim
+    die within T/2 rows and few are positives: random walks (~80 % die, ~3 % positives), not
+    demonstration chunks (the box bound prunes them better). Estimated on a few thousand random
+    pairs that survive LB_Kim. Results never depend on the choice, only the speed.
+    """
+    if euclid or not math.isfinite(thr):
+        return False
+    n, t, _ = prep.x.shape
+    rng = np.random.default_rng(cfg.seed + 2)
+    i = rng.integers(0, n, size=8192)
+    j = rng.integers(0, n - 1, size=i.size)
+    j = j + (j >= i)
+    x = prep.x
+    kim = ((x[i, 0] - x[j, 0]) ** 2).sum(1) + ((x[i, -1] - x[j, -1]) ** 2).sum(1) * (t > 1)
+    alive = np.flatnonzero(kim <= thr)[:2048]
+    if alive.size < 64:
+        return False
+    i, j = i[alive], j[alive]
+    # the box bound (kernels._lower_bounds), which dense blocks skip: it must not prune much
+    if t > 2:
+        mi, mj = x[i, 1:-1].astype(np.float64), x[j, 1:-1].astype(np.float64)
+        lo, hi = prep.bmin.T.astype(np.float64), prep.bmax.T.astype(np.float64)
+        b1 = (np.maximum(np.maximum(lo[j, None] - mi, mi - hi[j, None]), 0) ** 2).sum((1, 2))
+        b2 = (np.maximum(np.maximum(lo[i, None] - mj, mj - hi[i, None]), 0) ** 2).sum((1, 2))
+        if float(np.mean(kim[alive] + np.maximum(b1, b2) > thr)) > DOT_MAX_BOX:
+            return False
+    d = pair_distances(x, i, j, cfg.cost, cfg.band)
+    if float(np.mean(d <= thr)) > DOT_MAX_PASS:
+        return False
+    # share of them whose DP row minimum exceeds thr after the first T/2 rows, in the step order
+    # of the layout (dtw.dot_layout may reverse it)
+    blocks = prep.dot()[0]
+    xb = blocks.reshape(blocks.shape[0], blocks.shape[1], t, LANES)[:, :-1]  # (blocks, D', T, L)
+    a = xb[i // LANES, :, :, i % LANES].transpose(0, 2, 1).astype(np.float64)  # (pairs, T, D')
+    b = xb[j // LANES, :, :, j % LANES].transpose(0, 2, 1).astype(np.float64)
+    h = t // 2 if t >= 4 else t
+    q_idx = np.arange(t)
+    prev = np.zeros((i.size, t))
+    for p in range(h):
+        c = ((a[:, p, None, :] - b) ** 2).sum(-1)
+        if cfg.band is not None:
+            c[:, np.abs(q_idx - p) > cfg.band] = np.inf
+        cur = np.empty_like(c)
+        for q in range(t):
+            if p == 0:
+                best = cur[:, q - 1] if q > 0 else 0.0
+            elif q == 0:
+                best = prev[:, 0]
+            else:
+                best = np.minimum(np.minimum(prev[:, q], prev[:, q - 1]), cur[:, q - 1])
+            cur[:, q] = c[:, q] + best
+        prev = cur
+    return float(np.mean(prev.min(axis=1) > thr)) >= DOT_MIN_KILL
+
+
 def compute_pairs(
     chunks: np.ndarray,
     cfg: PairConfig | None = None,
@@ -552,16 +646,21 @@ def compute_pairs(
             thr = _broadcast(thr)
         manifest = {**key, "strip_rows": cfg.strip_rows, "seed": cfg.seed, "sample_pairs": cfg.sample_pairs}
         wd = _Workdir(wdir, manifest)
+        dot: bool | None = None
         for attempt in range(8):
             tag = "all" if not math.isfinite(thr) else f"thr_{thr:.9g}"
+            if dot is None and math.isfinite(thr) and cfg.backend == "numba":
+                dot = _dot_pays(prep, cfg, thr, euclid)
             say(f"pass {attempt}: collecting pairs with float32 DTW <= {thr:.6g}")
             jmax = np.searchsorted(prep.s, prep.s + _gap_limit(thr * (1 + REL_MARGIN), euclid), side="right")
             jmax = np.minimum(jmax, n).astype(np.int64)
 
-            def fn(r0: int, r1: int, jmax: np.ndarray = jmax, thr: float = thr) -> dict[str, np.ndarray]:
+            def fn(
+                r0: int, r1: int, jmax: np.ndarray = jmax, thr: float = thr, dot: bool = bool(dot)
+            ) -> dict[str, np.ndarray]:
                 if cfg.backend == "torch":
                     return _strip_torch(prep, r0, r1, jmax, band, euclid, thr, dev)
-                return _strip_numba(prep, r0, r1, jmax, band, euclid, thr, cfg.tile_cols)
+                return _strip_numba(prep, r0, r1, jmax, band, euclid, thr, cfg.tile_cols, dot)
 
             res_all = gather_all(run_strips(tag, wd, fn))
             verdict: Any = None

@@ -10,17 +10,18 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from class_core.similarity.dtw import FASTMATH, LANES, dtw_lanes, pack_lanes
+from class_core.similarity.dtw import FASTMATH, LANES, dot_rows, dtw_lanes, gather_blocks, pack_lanes
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _lower_bounds(a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr, use_box, lb, e, b1, b2):
+def _lower_bounds(a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr, use_box, lb, e, b1, b2, kim_done=False):
     """lb[l] = LB_Kim + max(box bound both ways) of anchor ``a`` vs chunks j0..j0+nb (float32).
 
     Every warping path visits (0, 0), (T-1, T-1) and one cell in each middle row (column), and
     that cell costs at least the distance to the other chunk's per-dimension bounding box.
     The box bound is only computed when ``use_box`` and some lane survives LB_Kim (it costs ~15x
     more). Returns the number of lanes that survive LB_Kim (input of ``_box_gate``).
+    ``kim_done``: ``lb`` already holds LB_Kim (an earlier call with ``use_box`` False); add the box.
     ``e``, ``b1``, ``b2``: (LANES,) float32 scratch. Every inner loop runs from 0 over a slice
     view, so it compiles to packed SIMD (an offset index ``j0 + l`` made numba's wraparound
     check defeat the vectoriser).
@@ -28,28 +29,29 @@ def _lower_bounds(a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr, use_box, l
     T = Xt.shape[0]
     D = Xt.shape[1]
     zero = np.float32(0.0)
-    for l in range(nb):
-        lb[l] = zero
-        e[l] = zero
-    for d in range(D):
-        av = a[0, d]
-        x = Xt[0, d, j0 : j0 + nb]
+    if not kim_done:
         for l in range(nb):
-            t = av - x[l]
-            lb[l] += t * t
-    if T > 1:
+            lb[l] = zero
+            e[l] = zero
         for d in range(D):
-            av = a[T - 1, d]
-            x = Xt[T - 1, d, j0 : j0 + nb]
+            av = a[0, d]
+            x = Xt[0, d, j0 : j0 + nb]
             for l in range(nb):
                 t = av - x[l]
-                e[l] += t * t
-    if euclid:
-        for l in range(nb):
-            lb[l] = np.sqrt(lb[l]) + np.sqrt(e[l])
-    else:
-        for l in range(nb):
-            lb[l] += e[l]
+                lb[l] += t * t
+        if T > 1:
+            for d in range(D):
+                av = a[T - 1, d]
+                x = Xt[T - 1, d, j0 : j0 + nb]
+                for l in range(nb):
+                    t = av - x[l]
+                    e[l] += t * t
+        if euclid:
+            for l in range(nb):
+                lb[l] = np.sqrt(lb[l]) + np.sqrt(e[l])
+        else:
+            for l in range(nb):
+                lb[l] += e[l]
     alive = 0
     for l in range(nb):
         if lb[l] <= thr:
@@ -106,6 +108,12 @@ def _lower_bounds(a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr, use_box, l
     return alive
 
 
+# A block with at least DENSE in-range lanes surviving LB_Kim goes whole through the dot-product
+# rows (all 32 lanes, no packing, no box bound) instead of packing its survivors: packing and the
+# box bound cost about as much per lane as the whole block's prefiltered DTW.
+DENSE = 20
+
+
 # Adaptive use of the box bound, per anchor row. It costs about BOX_COST (~85 ns) per lane of a
 # block, a lane it removes saves packing + DTW (~290 ns): worth it while it removes more than
 # ~30 % of the lanes it is computed on (demonstration chunks: most LB_Kim survivors; random walks:
@@ -125,9 +133,43 @@ def _box_gate(st, nb, kim_alive, final_alive, computed):
     st[3] = 1 if on else 0
 
 
+@njit(cache=True)
+def _gate(st, total, hit, computed, num, den, warm, every):
+    """Generic per-row gate (int64[4]: total, hits, calls, on) with decay: on while hits / total
+    >= num / den, while total < ``warm``, and every ``every``-th call (a power of 2: retry)."""
+    st[2] += 1
+    if computed:
+        st[0] += total
+        st[1] += hit
+        if st[0] > 8192:
+            st[0] //= 2
+            st[1] //= 2
+    on = st[0] < warm or st[1] * den >= st[0] * num or (st[2] & (every - 1)) == 0
+    st[3] = 1 if on else 0
+
+
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def strip_candidates(
-    X, Xt, bmin, bmax, kb, jmax, r0, r1, c0, c1, band, euclid, thr, thr_prune, out_j, out_d, out_n, stats
+    X,
+    Xt,
+    bmin,
+    bmax,
+    kb,
+    Xb,
+    jmax,
+    r0,
+    r1,
+    c0,
+    c1,
+    band,
+    euclid,
+    thr,
+    thr_prune,
+    thr_dot,
+    out_j,
+    out_d,
+    out_n,
+    stats,
 ):
     """Pairs (i, j), r0 <= i < r1, max(i+1, c0) <= j < min(c1, jmax[i]), with float32 DTW <= thr.
 
@@ -137,6 +179,16 @@ def strip_candidates(
     Columns are visited in aligned blocks of LANES; ``kb`` (4, D, blocks) = per-block min/max of
     the first and the last steps (``block_boxes``): LB_Kim of the anchor against those boxes
     bounds LB_Kim of every chunk in the block, so a whole block can be skipped for ~2 D flops.
+
+    Dense blocks (at least DENSE of LANES in-range lanes survive LB_Kim; most blocks on random
+    walks; ``thr_dot`` = inf switches this path off): the whole aligned block is taken straight
+    from ``Xb`` (``dtw.dot_layout``, no packing) through the first H = T / 2 rows of
+    ``dtw.dot_rows`` (half the flops, not exact); lanes whose DP row minimum is still under
+    ``thr_dot`` (``dtw.dot_threshold``, an error bound above ``thr_prune``) are queued with their
+    DP row and finish the other rows 32 at a time (``dtw.gather_blocks``); those still under it
+    are recomputed exactly by ``dtw_lanes``. A per-row gate (``pgate``) falls back to packing
+    while more than 40 % of the lanes survive the first rows. Other blocks pack their survivors of
+    LB_Kim + box bound into lanes for ``dtw_lanes`` (most blocks on demonstration chunks).
     """
     T = X.shape[1]
     D = X.shape[2]
@@ -165,8 +217,34 @@ def strip_candidates(
             b2 = np.empty(LANES, dtype=np.float32)
             pend = np.empty(2 * LANES, dtype=np.int64)
             npend = 0
+            use_dot = thr_dot < inf
+            chk = np.empty(4 * LANES if use_dot else 0, dtype=np.int64)  # dense survivors: exact DTW next
+            nchk = 0
             gate = np.zeros(4, dtype=np.int64)
             gate[3] = 1
+            # dense path, per-lane abandoning: lanes alive after the first H rows wait here with
+            # their DP row, and finish rows H..T-1 32 at a time (gathered from Xb); the buffers
+            # are empty when the path is off (small jobs: allocations per row add up)
+            H = T // 2 if T >= 4 else T
+            w = LANES if use_dot else 0
+            qj = np.empty(2 * w, dtype=np.int64)
+            qs = np.empty((2 * w, T), dtype=np.float32)
+            nq = 0
+            bt2 = np.empty((Xb.shape[1], T * w), dtype=np.float32)
+            gidx = np.empty(w, dtype=np.int64)
+            rmin = np.empty(w, dtype=np.float32)
+            pgate = np.zeros(4, dtype=np.int64)  # the dot-product prefilter
+            pgate[3] = 1
+            dp = Xb.shape[1] - 1  # D padded to a multiple of dtw.DOT_GROUP
+            a2 = np.empty((T, dp), dtype=np.float32)
+            na = np.empty(T, dtype=np.float32)
+            if use_dot:
+                ab = Xb[i // LANES]
+                il = i % LANES
+                for q in range(T):
+                    for d in range(dp):
+                        a2[q, d] = np.float32(-2.0) * ab[d, q * LANES + il]
+                    na[q] = ab[dp, q * LANES + il]
             for blk in range(jlo // LANES, (jhi - 1) // LANES + 1):
                 j0 = max(jlo, blk * LANES)
                 nb = min(jhi, blk * LANES + LANES) - j0
@@ -183,7 +261,7 @@ def strip_candidates(
                 if T == 1:
                     s2 = zero
                 blb = np.sqrt(s1) + np.sqrt(s2) if euclid else s1 + s2
-                if blb <= thr_prune:
+                if blb <= thr_prune and not use_dot:  # as before the dense-block path
                     box = gate[3] == 1
                     kim = _lower_bounds(
                         a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr_prune, box, lb, e, b1, b2
@@ -194,6 +272,77 @@ def strip_candidates(
                             pend[npend] = j0 + l
                             npend += 1
                     _box_gate(gate, nb, kim, npend - n0, box)
+                elif blb <= thr_prune:
+                    kim = _lower_bounds(
+                        a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr_prune, False, lb, e, b1, b2
+                    )
+                    ns = kim
+                    # the box bound (~85 ns a lane) costs more than a dense block's prefiltered DTW
+                    # saves: only on blocks that are sparse after LB_Kim
+                    dense = kim >= DENSE and pgate[3] == 1
+                    box = gate[3] == 1 and kim > 0 and not dense
+                    if box:
+                        _lower_bounds(
+                            a,
+                            amin,
+                            amax,
+                            Xt,
+                            bmin,
+                            bmax,
+                            j0,
+                            nb,
+                            euclid,
+                            thr_prune,
+                            True,
+                            lb,
+                            e,
+                            b1,
+                            b2,
+                            True,
+                        )
+                        ns = 0
+                        for l in range(nb):
+                            if lb[l] <= thr_prune:
+                                ns += 1
+                    _box_gate(gate, nb, kim, ns, box)
+                    if dense:
+                        st1 += ns
+                        st2 += LANES
+                        dot_rows(a2, na, Xb[blk], band, 0, H, inf, cst, prev, cur)
+                        row = cur if H % 2 == 1 else prev
+                        off = j0 - blk * LANES
+                        kept = 0
+                        if H < T:  # row minimum of every lane, vectorised over the lanes
+                            for l in range(LANES):
+                                rmin[l] = row[l]
+                            for q in range(1, T):
+                                rq = row[q * LANES : q * LANES + LANES]
+                                for l in range(LANES):
+                                    rmin[l] = min(rmin[l], rq[l])
+                        for l in range(nb):
+                            if lb[l] <= thr_prune:
+                                ll = off + l
+                                if H == T:
+                                    if row[(T - 1) * LANES + ll] <= thr_dot:
+                                        chk[nchk] = j0 + l
+                                        nchk += 1
+                                        kept += 1
+                                    continue
+                                if rmin[ll] <= thr_dot:  # DTW >= the minimum of any DP row
+                                    qj[nq] = j0 + l
+                                    for q in range(T):
+                                        qs[nq, q] = row[q * LANES + ll]
+                                    nq += 1
+                                    kept += 1
+                        # the prefilter pays while at most ~40 % of its lanes survive it
+                        _gate(pgate, ns, ns - kept, True, 3, 5, 256, 16)
+                    else:
+                        if ns >= DENSE:
+                            _gate(pgate, 0, 0, False, 3, 5, 256, 16)  # counts towards the retry
+                        for l in range(nb):
+                            if lb[l] <= thr_prune:
+                                pend[npend] = j0 + l
+                                npend += 1
                 last = j0 + nb >= jhi
                 while npend >= LANES or (last and npend > 0):
                     m = min(npend, LANES)
@@ -209,6 +358,42 @@ def strip_candidates(
                     for l in range(m, npend):
                         pend[l - m] = pend[l]
                     npend -= m
+                while nq >= LANES or (last and nq > 0):
+                    m = min(nq, LANES)
+                    st2 += LANES
+                    gather_blocks(Xb, qj, m, bt2, gidx)
+                    for l in range(LANES):
+                        src = min(l, m - 1)
+                        for q in range(T):
+                            prev[q * LANES + l] = qs[src, q]
+                    dot_rows(a2, na, bt2, band, H, T, inf, cst, prev, cur)
+                    row = cur if (T - H) % 2 == 1 else prev
+                    died = 0
+                    for l in range(m):
+                        if row[(T - 1) * LANES + l] <= thr_dot:
+                            chk[nchk] = qj[l]
+                            nchk += 1
+                        else:
+                            died += 1
+                    _gate(pgate, 0, died, True, 3, 5, 256, 16)
+                    for l in range(m, nq):
+                        qj[l - m] = qj[l]
+                        for q in range(T):
+                            qs[l - m, q] = qs[l, q]
+                    nq -= m
+                while nchk >= LANES or (last and nchk > 0):
+                    m = min(nchk, LANES)
+                    st2 += LANES
+                    pack_lanes(X, chk, m, bt)
+                    dtw_lanes(a, bt, band, euclid, thr, zero, inf, cst, prev, cur, res)
+                    for l in range(m):
+                        if res[l] <= thr:
+                            out_j[r, n] = chk[l]
+                            out_d[r, n] = res[l]
+                            n += 1
+                    for l in range(m, nchk):
+                        chk[l - m] = chk[l]
+                    nchk -= m
         out_n[r] = n
         stats[r, 0] = st0
         stats[r, 1] = st1
