@@ -213,7 +213,35 @@ class _Candidate:
     pose: tuple[float, float, float]  # predicted block (x, y, angle) after the actions
 
 
-class PushTExpert:
+class PushTDemonstrator:
+    """What the Push-T demonstrators share: the task they read, their seed and noise stream, the
+    coverage at which an episode is finished, and the T's padded outlines (a tight one for
+    visibility and inside tests, a looser one for route waypoints)."""
+
+    def __init__(self, task: PushTTask, seed: int | None, finish_coverage: float, clearance: float):
+        if not 0.0 < finish_coverage <= 1.0:
+            raise ValueError(
+                f"{type(self).__name__}: finish_coverage must be in (0, 1], got {finish_coverage}"
+            )
+        self.task = task
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.finish_coverage = float(finish_coverage)
+        self.clearance = float(clearance)
+        r = AGENT_RADIUS
+        self.hull_vis = ConvexPolygon.padded_hull(_TEE_HULL_POINTS, r + clearance * 0.5, 8)
+        self.hull_route = ConvexPolygon.padded_hull(_TEE_HULL_POINTS, r + clearance, 8)
+
+    def reseed(self, seed: int | None) -> None:
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def done(self) -> bool:
+        return self.task.last_coverage >= self.finish_coverage
+
+
+class PushTExpert(PushTDemonstrator):
     """Scripted demonstrator bound to a PushTTask; also a policy (reset/select_action).
 
     Parameters (all optional): ``finish_coverage`` (0.97), ``noise`` (0..1; jitter of contact
@@ -238,26 +266,16 @@ class PushTExpert:
     ):
         if not 0.0 <= noise <= 1.0:
             raise ValueError(f"PushTExpert: noise must be in [0, 1], got {noise}")
-        if not 0.0 < finish_coverage <= 1.0:
-            raise ValueError(f"PushTExpert: finish_coverage must be in (0, 1], got {finish_coverage}")
         if hold_steps < 1 or not depths or min(depths) <= 0:
             raise ValueError("PushTExpert: hold_steps >= 1 and positive depths are required")
-        self.task = task
-        self.seed = seed
-        self.finish_coverage = float(finish_coverage)
+        super().__init__(task, seed, finish_coverage, clearance)
         self.noise = float(noise)
         self.depths = tuple(float(d) for d in depths)
         self.hold_steps = int(hold_steps)
         self.gap = float(gap)
-        self.clearance = float(clearance)
         self.face_spacing = float(face_spacing)
         self.max_route_steps = int(max_route_steps)
         self.arrive_tol = float(arrive_tol)
-        r = AGENT_RADIUS
-        # visibility / inside tests against a tight outline, waypoints on a looser one
-        self.hull_vis = ConvexPolygon.padded_hull(_TEE_HULL_POINTS, r + clearance * 0.5, 8)
-        self.hull_route = ConvexPolygon.padded_hull(_TEE_HULL_POINTS, r + clearance, 8)
-        self.rng = np.random.default_rng(seed)
         self._queue: deque[tuple[float, float]] = deque()
         self.last_prediction: tuple[float, float, float] | None = None
         self.n_plans = 0
@@ -268,14 +286,6 @@ class PushTExpert:
         self._queue.clear()
         self.n_plans = 0
         self.plan_time = 0.0
-
-    def reseed(self, seed: int | None) -> None:
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
-
-    @property
-    def done(self) -> bool:
-        return self.task.last_coverage >= self.finish_coverage
 
     def select_action(self, obs: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """Next action (obs is ignored: the expert reads the simulator)."""

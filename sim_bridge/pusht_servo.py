@@ -44,14 +44,13 @@ from typing import TYPE_CHECKING, overload
 import numpy as np
 
 from sim_bridge.pusht_expert import (
-    _TEE_HULL_POINTS,
     AGENT_RADIUS,
     BAR,
     CONVEX_CORNERS,
     GOAL_POSE,
     OUTLINE,
     STEM,
-    ConvexPolygon,
+    PushTDemonstrator,
     to_local,
     to_world,
 )
@@ -119,7 +118,7 @@ def _contact_set(spacing: float, fan: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(pts, dtype=np.float64), np.array(normals, dtype=np.float64)
 
 
-class PushTServoExpert:
+class PushTServoExpert(PushTDemonstrator):
     """Markovian scripted demonstrator bound to a PushTTask (policy interface: reset/select_action).
 
     Parameters: ``noise`` (px, std of the Gaussian perturbation of the *executed* action,
@@ -155,17 +154,12 @@ class PushTServoExpert:
     ):
         if noise < 0:
             raise ValueError(f"PushTServoExpert: noise must be >= 0 px, got {noise}")
-        if not 0.0 < finish_coverage <= 1.0:
-            raise ValueError(f"PushTServoExpert: finish_coverage must be in (0, 1], got {finish_coverage}")
         if max_depth <= 0 or travel_speed <= 0 or push_speed <= 0 or contact_spacing <= 0:
             raise ValueError("PushTServoExpert: max_depth, speeds and contact_spacing must be > 0")
-        self.task = task
-        self.seed = seed
+        super().__init__(task, seed, finish_coverage, clearance)
         self.noise = float(noise)
-        self.finish_coverage = float(finish_coverage)
         self.max_depth = float(max_depth)
         self.gap = float(gap)
-        self.clearance = float(clearance)
         self.travel_speed = float(travel_speed)
         self.push_speed = float(push_speed)
         self.corridor = float(corridor)
@@ -174,13 +168,10 @@ class PushTServoExpert:
             raise ValueError(f"PushTServoExpert: orbit must be -1, 0 or 1, got {orbit}")
         self.orbit = int(orbit)
         self.backtrack = float(backtrack)
-        self.rng = np.random.default_rng(seed)
         self.P, self.N = _contact_set(float(contact_spacing), int(corner_fan))
         r = AGENT_RADIUS
         self.CC = self.P - self.N * r  # agent centre touching the contact (block frame)
         self.P0 = self.CC - self.N * self.gap  # pre-contact point
-        self.hull_vis = ConvexPolygon.padded_hull(_TEE_HULL_POINTS, r + clearance * 0.5, 8)
-        self.hull_route = ConvexPolygon.padded_hull(_TEE_HULL_POINTS, r + clearance, 8)
         # circle approximating the padded hull, for the travel estimate
         self._hc = np.array([0.0, 55.0])
         self._hr = float(np.max(np.hypot(*(self.hull_vis.v - self._hc).T))) * 0.92
@@ -189,14 +180,6 @@ class PushTServoExpert:
     # --- policy interface ---------------------------------------------------------------------
     def reset(self) -> None:
         self.last_choice = None
-
-    def reseed(self, seed: int | None) -> None:
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
-
-    @property
-    def done(self) -> bool:
-        return self.task.last_coverage >= self.finish_coverage
 
     def select_action(self, obs: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """The clean action for the current simulator state (obs is ignored)."""
