@@ -148,6 +148,24 @@ def _gate(st, total, hit, computed, num, den, warm, every):
     st[3] = 1 if on else 0
 
 
+@njit(cache=True, fastmath=FASTMATH)
+def _exact_flush(X, a, queue, nq, band, euclid, thr, zero, inf, bt, cst, prev, cur, res, row_j, row_d, n):
+    """Exact float32 DTW of anchor ``a`` against the first ``m = min(nq, LANES)`` queued candidates;
+    those within ``thr`` are appended to ``row_j``/``row_d`` from index ``n``, and the ``m`` are
+    removed from the front of ``queue``. Returns (new n, m)."""
+    m = min(nq, LANES)
+    pack_lanes(X, queue, m, bt)
+    dtw_lanes(a, bt, band, euclid, thr, zero, inf, cst, prev, cur, res)
+    for l in range(m):
+        if res[l] <= thr:
+            row_j[n] = queue[l]
+            row_d[n] = res[l]
+            n += 1
+    for l in range(m, nq):
+        queue[l - m] = queue[l]
+    return n, m
+
+
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def strip_candidates(
     X,
@@ -345,18 +363,10 @@ def strip_candidates(
                                 npend += 1
                 last = j0 + nb >= jhi
                 while npend >= LANES or (last and npend > 0):
-                    m = min(npend, LANES)
-                    st1 += m
                     st2 += LANES
-                    pack_lanes(X, pend, m, bt)
-                    dtw_lanes(a, bt, band, euclid, thr, zero, inf, cst, prev, cur, res)
-                    for l in range(m):
-                        if res[l] <= thr:
-                            out_j[r, n] = pend[l]
-                            out_d[r, n] = res[l]
-                            n += 1
-                    for l in range(m, npend):
-                        pend[l - m] = pend[l]
+                    n, m = _exact_flush(X, a, pend, npend, band, euclid, thr, zero, inf,
+                                        bt, cst, prev, cur, res, out_j[r], out_d[r], n)  # fmt: skip
+                    st1 += m
                     npend -= m
                 while nq >= LANES or (last and nq > 0):
                     m = min(nq, LANES)
@@ -382,17 +392,9 @@ def strip_candidates(
                             qs[l - m, q] = qs[l, q]
                     nq -= m
                 while nchk >= LANES or (last and nchk > 0):
-                    m = min(nchk, LANES)
                     st2 += LANES
-                    pack_lanes(X, chk, m, bt)
-                    dtw_lanes(a, bt, band, euclid, thr, zero, inf, cst, prev, cur, res)
-                    for l in range(m):
-                        if res[l] <= thr:
-                            out_j[r, n] = chk[l]
-                            out_d[r, n] = res[l]
-                            n += 1
-                    for l in range(m, nchk):
-                        chk[l - m] = chk[l]
+                    n, m = _exact_flush(X, a, chk, nchk, band, euclid, thr, zero, inf,
+                                        bt, cst, prev, cur, res, out_j[r], out_d[r], n)  # fmt: skip
                     nchk -= m
         out_n[r] = n
         stats[r, 0] = st0
