@@ -14,6 +14,7 @@ from class_core.policy.retrieval import (
     KNNIndex,
     RetrievalConfig,
     exact_topk,
+    holdout_chunk_error,
     l2_normalize,
     recall_at_k,
     softmax_weights,
@@ -133,3 +134,24 @@ def test_bad_inputs_fail_clearly() -> None:
         index.search(np.zeros((1, 9), np.float32), 4)
     with pytest.raises(ValueError, match="index holds"):
         KNNIndex(index.index, bank[:10], IndexConfig())
+
+
+def test_holdout_chunk_error_uses_other_episodes_only() -> None:
+    rng = np.random.default_rng(0)
+    phases, episodes = 20, 4
+    episode = np.repeat(np.arange(episodes), phases)
+    phase = np.tile(np.arange(phases), episodes)
+    chunks = (phase[:, None, None] * np.ones((1, 16, 2))).astype(np.float32)  # the chunk is the phase
+    # a representation of the phase: every other episode holds an exact match -> zero error
+    good = np.eye(phases, dtype=np.float32)[phase]
+    err = holdout_chunk_error(good, chunks, episode, k=1, tau=0.01, n_queries=50)
+    assert err["knn"] == 0.0 and err["nn1"] == 0.0 and err["queries"] == 50
+    # a representation of the episode: the only exact matches are excluded, so it is chance level
+    bad = np.eye(episodes, dtype=np.float32)[episode] + 1e-3 * rng.standard_normal((len(episode), episodes))
+    bad /= np.linalg.norm(bad, axis=1, keepdims=True)
+    err_bad = holdout_chunk_error(bad.astype(np.float32), chunks, episode, k=1, tau=0.01, n_queries=80)
+    assert err_bad["nn1"] > 3.0  # chance: E|a - b| for independent phases 0..19 is 6.65
+    with pytest.raises(ValueError, match="2 episodes"):
+        holdout_chunk_error(good, chunks, np.zeros(len(episode), int), k=1, tau=0.01)
+    with pytest.raises(ValueError, match="differ in length"):
+        holdout_chunk_error(good[:-1], chunks, episode, k=1, tau=0.01)

@@ -232,3 +232,44 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean fraction of the true k neighbours present in the found set."""
     hits = [len(set(f.tolist()) & set(t.tolist())) / len(t) for f, t in zip(found, truth, strict=True)]
     return float(np.mean(hits))
+
+
+def holdout_chunk_error(
+    latents: np.ndarray,
+    chunks: np.ndarray,
+    episode: np.ndarray,
+    k: int,
+    tau: float,
+    n_queries: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Offline retrieval quality of a bank, without rollouts: for ``n_queries`` sampled entries,
+    the chunk the policy would retrieve from the *other* episodes (same-episode neighbours are
+    near-duplicates and say nothing about generalisation) against the entry's own chunk.
+
+    Returns the mean absolute error per action value of the ``k``-NN softmax(cos / tau) mean
+    (``knn``) and of the single nearest neighbour (``nn1``), in raw action units.
+    """
+    n = len(latents)
+    if not (len(chunks) == len(episode) == n):
+        raise ValueError(
+            f"latents ({n}), chunks ({len(chunks)}) and episode ids ({len(episode)}) differ in length"
+        )
+    if len(np.unique(episode)) < 2:
+        raise ValueError("holdout_chunk_error needs at least 2 episodes")
+    q = np.random.default_rng(seed).choice(n, size=min(n_queries, n), replace=False)
+    sims = latents[q] @ latents.T
+    sims[episode[q][:, None] == episode[None, :]] = -np.inf
+    k = min(k, int((episode != episode[q][:, None]).sum(1).min()))
+    idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    top = np.take_along_axis(sims, idx, 1)
+    order = np.argsort(-top, axis=1)
+    idx, top = np.take_along_axis(idx, order, 1), np.take_along_axis(top, order, 1)
+    target = chunks[q].astype(np.float64)
+    knn = weighted_chunks(top, idx, chunks, tau)
+    return {
+        "knn": float(np.abs(knn - target).mean()),
+        "nn1": float(np.abs(chunks[idx[:, 0]] - target).mean()),
+        "queries": float(len(q)),
+        "k": float(k),
+    }

@@ -72,7 +72,7 @@ class TrainSection:
     sampling: Literal["uniform", "positive"] = "uniform"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:1
-    amp: Literal["auto", "bf16", "fp16", "none"] = "auto"  # auto: bf16 on CUDA if supported
+    amp: Literal["auto", "bf16", "fp16", "none"] = "auto"  # auto: bf16 on CUDA if supported, and on AMX CPUs
     log_every: int = 10
     ckpt_every: int = 500
     keep_last: int = 2
@@ -158,13 +158,30 @@ def pick_device(pref: str, info: DistInfo) -> torch.device:
     return dev
 
 
+def cpu_has_amx_bf16() -> bool:
+    """True where the CPU has AMX bf16 tiles (Intel Sapphire Rapids and later; Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " amx_bf16" in line for line in f)
+    except OSError:
+        return False
+
+
 def _amp(pref: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: CUDA only (CPU autocast slows convolutions down); auto = bf16 where supported."""
-    if device.type != "cuda" or pref == "none":
+    """Autocast dtype. auto: bf16 on CUDA where supported (else fp16); on CPU bf16 only where the
+    CPU has AMX bf16 units (ResNet-18 steps ~2.2x faster there), none elsewhere (emulated bf16
+    convolutions are slower than fp32)."""
+    if pref == "none":
         return None
-    if pref == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if pref == "bf16" else torch.float16
+    if device.type == "cuda":
+        if pref == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if pref == "bf16" else torch.float16
+    if pref == "fp16":
+        raise ConfigError("pretrain.train.amp=fp16 needs CUDA (on CPU use bf16 or none)")
+    if pref == "bf16" or (pref == "auto" and device.type == "cpu" and cpu_has_amx_bf16()):
+        return torch.bfloat16
+    return None
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -326,7 +343,7 @@ def pretrain(cfg: Mapping[str, Any], resume: bool = False, progress: bool = True
             ctx = torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
             with ctx:
                 z_local = ddp(batch["images"], augment=True, generator=gen)
-            z = _gather(z_local, info)
+            z = _gather(z_local.float(), info)  # the loss in fp32 under autocast
             loss = soft_info_nce(z, w, pc.loss.tau, pc.loss.hard, check_weights=False)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
