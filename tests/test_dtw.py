@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from numba import njit
 from aeon.distances import dtw_distance as aeon_dtw
 from aeon.distances import dtw_pairwise_distance
 from aeon.distances.elastic._bounding_matrix import create_bounding_matrix
+from numba import njit
 
 from class_core.similarity import band_from_aeon_window, dtw_distance, pair_distances, pairwise_distances
 from class_core.similarity.dtw import (

@@ -298,7 +298,8 @@ def _strip_numba(
         out_n = np.zeros(rows, dtype=np.int64)
         st = np.zeros((rows, 3), dtype=np.int64)
         # rows differ in work (row length, pruning): hand them to the threads in small chunks
-        with numba.parallel_chunksize(8):
+        # (of kernels.GROUP rows each)
+        with numba.parallel_chunksize(2):
             kernels.strip_candidates(
                 prep.x,
                 prep.xt,
