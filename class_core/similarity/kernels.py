@@ -112,7 +112,7 @@ def _lower_bounds(a, amin, amax, Xt, bmin, bmax, j0, nb, euclid, thr, use_box, l
 # dot layout, or its columns of Xt, bmin, bmax) is used by the group's rows in turn while it is in
 # L1/L2, so it is streamed from L3/memory once per group instead of once per row. dot_rows alone
 # on 20 MB of blocks took ~1.5x the time per block of blocks in cache; the strip pass at N = 30k
-# (1 thread, interleaved, best of 8) ran 1.15x faster with 8 rows per group, 1.14x with 16.
+# ran 1.06-1.15x faster with 8 rows per group on 1 thread, 1.14-1.19x on 2 (dtw_bench.py --strip).
 GROUP = 8
 
 
