@@ -16,6 +16,7 @@ linearly in the number of pairs (marked ``~``).
     python benchmarks/dtw_bench.py                       # N = 3000 comparison + scaling 10k/30k
     python benchmarks/dtw_bench.py --sizes 10000 30000 100000 --skip-baselines
     python benchmarks/dtw_bench.py --kernel              # dtw_lanes (and dtw_lanes_dot) alone, 1 thread
+    python benchmarks/dtw_bench.py --strip --data walk --sizes 30000   # strip pass vs row group size
 
 ``--kernel`` reports CPU time of the calling thread (``time.thread_time``), so it stays meaningful
 on a machine shared with other jobs (a busy hyperthread sibling still slows it somewhat).
@@ -232,6 +233,45 @@ def kernel_bench(reps: int = 20000, rounds: int = 5) -> dict:
     }
 
 
+def strip_bench(data: str, n: int, groups: list[int], rows: int = 32, rounds: int = 6) -> dict:
+    """The strip pass alone (the DTW work of a job), 1 thread, thread CPU time, best of ``rounds``,
+    for each row group size of ``kernels.strip_candidates`` interleaved (1 = one row at a time,
+    the previous visiting order), on ``rows`` rows at 10 %, 40 % and 70 % of the sorted order
+    against all their columns. Asserts identical candidates for every group size."""
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
+    import numba
+
+    from class_core.similarity import PairConfig, engine, kernels
+
+    numba.set_num_threads(1)
+    x = make_data(data, n, 0)
+    cfg = PairConfig()
+    prep = engine._prepare(x, cfg.seed)
+    thr = engine._sample_threshold(prep, cfg, -1, False)
+    dot = engine._dot_pays(prep, cfg, thr, False)
+    lim = engine._gap_limit(thr * (1 + engine.REL_MARGIN), False)
+    jmax = np.minimum(np.searchsorted(prep.s, prep.s + lim, side="right"), n).astype(np.int64)
+    kernel = kernels.strip_candidates
+    best = dict.fromkeys(groups, np.inf)
+    ref = None
+    try:
+        for r in range(rounds + 1):  # round 0 compiles and checks
+            for g in groups:
+                kernels.strip_candidates = lambda *args, g=g: kernel(*args, g)
+                c0 = time.thread_time()
+                out = [
+                    engine._strip_numba(prep, r0, r0 + rows, jmax, -1, False, thr, cfg.tile_cols, dot)
+                    for r0 in (n // 10, 4 * n // 10, 7 * n // 10)
+                ]
+                if r:
+                    best[g] = min(best[g], time.thread_time() - c0)
+                ref = ref or out
+                assert all(np.array_equal(a[k], b[k]) for a, b in zip(ref, out, strict=True) for k in "ijd")
+    finally:
+        kernels.strip_candidates = kernel
+    return {"data": data, "n": n, "dense_blocks": dot, "cpu_s": best}
+
+
 def run_job(job: dict, timeout: float) -> dict:
     cmd = [sys.executable, __file__, "--worker", json.dumps(job)]
     t0 = time.perf_counter()
@@ -295,7 +335,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write all results here")
     ap.add_argument("--kernel", action="store_true", help="only the single-thread dtw_lanes micro-benchmark")
+    ap.add_argument(
+        "--strip", action="store_true", help="only the strip pass, 1 thread, row group sizes 1, 4, 8, 16"
+    )
     args = ap.parse_args(argv)
+    if args.strip:
+        for data in args.data:
+            for n in args.sizes:
+                r = strip_bench(data, n, [1, 4, 8, 16])
+                base = r["cpu_s"][1]
+                print(
+                    f"strip pass {data} N={n} (dense blocks: {r['dense_blocks']}), 1 thread, 3 x 32 rows, "
+                    "CPU s (x vs one row at a time): "
+                    + ", ".join(f"group {g}: {v:.4f} ({base / v:.2f}x)" for g, v in r["cpu_s"].items())
+                    + f"; load average {os.getloadavg()}"
+                )
+        return
     if args.kernel:
         r = kernel_bench()
         print(

@@ -8,11 +8,14 @@ import torch
 from aeon.distances import dtw_distance as aeon_dtw
 from aeon.distances import dtw_pairwise_distance
 from aeon.distances.elastic._bounding_matrix import create_bounding_matrix
+from numba import njit
 
 from class_core.similarity import band_from_aeon_window, dtw_distance, pair_distances, pairwise_distances
 from class_core.similarity.dtw import (
     DOT_GROUP,
+    FASTMATH,
     LANES,
+    _sq_cost_row,
     check_band,
     dot_layout,
     dot_threshold,
@@ -121,6 +124,38 @@ def test_bad_input_errors() -> None:
         dtw_distance(np.zeros((3, 2)), np.zeros((3, 2)), band=-1)
     with pytest.raises(ValueError, match="window"):
         band_from_aeon_window(1.5, 3, 3)
+
+
+@njit(fastmath=FASTMATH)
+def _cost_row_one_dim_per_pass(a, bt, p, k0, n, c):  # the kernel's previous loop
+    av = a[p, 0]
+    b = bt[0, k0 : k0 + n]
+    for k in range(n):
+        t = av - b[k]
+        c[k] = t * t
+    for d in range(1, a.shape[1]):
+        av = a[p, d]
+        b = bt[d, k0 : k0 + n]
+        for k in range(n):
+            t = av - b[k]
+            c[k] += t * t
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cost_row_chains_are_bitwise_one_dim_per_pass(dtype: type) -> None:
+    """``_sq_cost_row`` (3 dimensions per pass) rounds every cell exactly as one dimension per pass,
+    so exact distances (the float64 output) do not change with the kernel's loop structure."""
+    rng = np.random.default_rng(7)
+    t = 16
+    for d in range(1, 15):
+        a = (rng.normal(size=(t, d)) * 3).astype(dtype)
+        bt = (rng.normal(size=(d, t * LANES)) * 3).astype(dtype)
+        for p, k0, n in ((0, 0, t * LANES), (5, 3 * LANES, 4 * LANES), (t - 1, 0, LANES)):
+            c1 = np.zeros(t * LANES, dtype)
+            c2 = np.zeros(t * LANES, dtype)
+            _sq_cost_row(a, bt, p, k0, n, c1[k0:])
+            _cost_row_one_dim_per_pass(a, bt, p, k0, n, c2[k0:])
+            np.testing.assert_array_equal(c1, c2)
 
 
 @pytest.mark.parametrize("t,d", [(16, 10), (16, 7), (5, 3), (1, 1), (8, 12)])

@@ -18,6 +18,7 @@ from class_core.similarity import (
     PairSet,
     batch_weights,
     compute_pairs,
+    kernels,
     load_pairs,
     n_positives,
     pair_weights,
@@ -153,6 +154,29 @@ def test_dense_block_prefilter_equals_brute_force(
     assert calls == [dot]  # a sampled (finite) threshold: the choice was made once
     assert ps is not None and as_set(ps) == brute_quantile(dm, 0.025)
     np.testing.assert_allclose(ps.distance, dm[ps.i, ps.j], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dot", [True, False])
+def test_row_groups_do_not_change_the_strips(dot: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strip rows visit the column blocks in groups (kernels.GROUP): any group size gives the same
+    candidates in the same order (each row keeps its own queues and gates)."""
+    x = walks(300, seed=3) if dot else demo_like()
+    monkeypatch.setattr(engine, "_dot_pays", lambda *args: dot)
+    kernel = kernels.strip_candidates
+    cfg = PairConfig(sample_pairs=1024, strip_rows=61, tile_cols=160)
+    prep = engine._prepare(x, 0)
+    thr = engine._sample_threshold(prep, cfg, -1, False)
+    jmax = np.minimum(
+        np.searchsorted(prep.s, prep.s + engine._gap_limit(thr * 1.001, False), side="right"), len(x)
+    )
+    runs = []
+    for group in (1, 3, kernels.GROUP):
+        monkeypatch.setattr(kernels, "strip_candidates", lambda *args, g=group: kernel(*args, g))
+        runs.append(engine._strip_numba(prep, 0, 61, jmax.astype(np.int64), -1, False, thr, 160, dot))
+    for run in runs[1:]:
+        for key in ("i", "j", "d", "stats"):
+            np.testing.assert_array_equal(run[key], runs[0][key])
+    assert runs[0]["i"].size > 0
 
 
 def test_dot_prefilter_choice() -> None:

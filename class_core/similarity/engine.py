@@ -298,7 +298,8 @@ def _strip_numba(
         out_n = np.zeros(rows, dtype=np.int64)
         st = np.zeros((rows, 3), dtype=np.int64)
         # rows differ in work (row length, pruning): hand them to the threads in small chunks
-        with numba.parallel_chunksize(8):
+        # (of kernels.GROUP rows each)
+        with numba.parallel_chunksize(2):
             kernels.strip_candidates(
                 prep.x,
                 prep.xt,
@@ -518,7 +519,9 @@ def _dot_pays(prep: _Prepared, cfg: PairConfig, thr: float, euclid: bool) -> boo
         return False
     n, t, _ = prep.x.shape
     rng = np.random.default_rng(cfg.seed + 2)
-    i = rng.integers(0, n, size=8192)
+    # LANES candidates per anchor: pair_distances runs one SIMD block per anchor (2048 anchors
+    # with one pair each cost as much DTW as the whole strip pass of a small job)
+    i = np.repeat(rng.integers(0, n, size=8192 // LANES), LANES)
     j = rng.integers(0, n - 1, size=i.size)
     j = j + (j >= i)
     x = prep.x
@@ -547,8 +550,11 @@ def _dot_pays(prep: _Prepared, cfg: PairConfig, thr: float, euclid: bool) -> boo
     h = t // 2 if t >= 4 else t
     q_idx = np.arange(t)
     prev = np.zeros((i.size, t))
+    # local costs of the h rows at once (|a|^2 + |b|^2 - 2 a.b; einsum, no BLAS threads)
+    cost = np.einsum("npd,npd->np", a[:, :h], a[:, :h])[:, :, None] + np.einsum("nqd,nqd->nq", b, b)[:, None]
+    cost = np.maximum(cost - 2.0 * np.einsum("npd,nqd->npq", a[:, :h], b), 0.0)
     for p in range(h):
-        c = ((a[:, p, None, :] - b) ** 2).sum(-1)
+        c = cost[:, p]
         if cfg.band is not None:
             c[:, np.abs(q_idx - p) > cfg.band] = np.inf
         cur = np.empty_like(c)
