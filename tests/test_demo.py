@@ -36,6 +36,7 @@ def test_class_demo_end_to_end_tiny(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "| CLASS retrieval | 0/1 |" in report or "| CLASS retrieval | 1/1 |" in report
     assert "random-init retrieval" in report and "mean max coverage" in report
+    assert "held-out chunk error" in report
     for policy in ("class_knn", "random_knn"):
         r = json.loads((out / f"eval_{policy}" / "results.json").read_text())
         assert r["task_kwargs"] == {"success_threshold": 0.9, "max_steps": 10}
