@@ -46,6 +46,31 @@ OUTLINE = np.array(
 )
 CONVEX_CORNERS = (0, 1, 2, 4, 5, 7)  # indices into OUTLINE; 3 and 6 are the concave ones
 AGENT_RADIUS = 15.0
+
+
+def _outline_faces() -> list[tuple[np.ndarray, float, float, float]]:
+    """Per face of the CCW outline: start point, unit direction (ex, ey) and length; the outward
+    normal is (ey, -ex)."""
+    faces = []
+    for i in range(len(OUTLINE)):
+        p, q = OUTLINE[i], OUTLINE[(i + 1) % len(OUTLINE)]
+        length = float(np.hypot(*(q - p)))
+        ex, ey = (q - p) / length
+        faces.append((p, float(ex), float(ey), length))
+    return faces
+
+
+OUTLINE_FACES = _outline_faces()
+
+
+def corner_normals(i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Outward unit normals of the two faces that meet at outline vertex ``i``."""
+    n = len(OUTLINE)
+    e0 = OUTLINE[i] - OUTLINE[(i - 1) % n]
+    e1 = OUTLINE[(i + 1) % n] - OUTLINE[i]
+    return np.array([e0[1], -e0[0]]) / np.hypot(*e0), np.array([e1[1], -e1[0]]) / np.hypot(*e1)
+
+
 GOAL_POSE = (256.0, 256.0, math.pi / 4)
 KP, KV, DT, SUBSTEPS = 100.0, 20.0, 0.01, 10
 
@@ -367,13 +392,8 @@ class PushTExpert(PushTDemonstrator):
         """(contact-centre x, y, outward dir x, y) in the block frame."""
         r = AGENT_RADIUS
         out = []
-        n = len(OUTLINE)
         jit = self.noise
-        for i in range(n):
-            p, q = OUTLINE[i], OUTLINE[(i + 1) % n]
-            e = q - p
-            length = float(np.hypot(*e))
-            ex, ey = e / length
+        for p, ex, ey, length in OUTLINE_FACES:
             mx, my = ey, -ex  # outward for a CCW outline
             k = max(1, int(round(length / self.face_spacing)))
             for j in range(k):
@@ -383,10 +403,7 @@ class PushTExpert(PushTDemonstrator):
                     out.append((ccx, ccy, mx, my))
         for i in CONVEX_CORNERS:
             p = OUTLINE[i]
-            e0 = p - OUTLINE[(i - 1) % n]
-            e1 = OUTLINE[(i + 1) % n] - p
-            m0 = np.array([e0[1], -e0[0]]) / np.hypot(*e0)
-            m1 = np.array([e1[1], -e1[0]]) / np.hypot(*e1)
+            m0, m1 = corner_normals(i)
             for lam in (0.25, 0.5, 0.75):
                 lam += jit * 0.2 * (self.rng.random() - 0.5)
                 w = m0 * (1 - lam) + m1 * lam

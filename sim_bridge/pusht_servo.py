@@ -49,8 +49,10 @@ from sim_bridge.pusht_expert import (
     CONVEX_CORNERS,
     GOAL_POSE,
     OUTLINE,
+    OUTLINE_FACES,
     STEM,
     PushTDemonstrator,
+    corner_normals,
     to_local,
     to_world,
 )
@@ -88,13 +90,8 @@ def _dist_to_tee_vec(p: np.ndarray) -> np.ndarray:
 def _contact_set(spacing: float, fan: int) -> tuple[np.ndarray, np.ndarray]:
     """Block-frame contact points (K, 2) and inward unit normals (K, 2)."""
     pts, normals = [], []
-    n = len(OUTLINE)
     r = AGENT_RADIUS
-    for i in range(n):
-        p, q = OUTLINE[i], OUTLINE[(i + 1) % n]
-        e = q - p
-        length = float(np.hypot(*e))
-        ex, ey = e / length
+    for p, ex, ey, length in OUTLINE_FACES:
         mx, my = ey, -ex  # outward for a CCW outline
         k = max(1, int(round(length / spacing)))
         for j in range(k):
@@ -106,10 +103,7 @@ def _contact_set(spacing: float, fan: int) -> tuple[np.ndarray, np.ndarray]:
                 normals.append((-mx, -my))
     for i in CONVEX_CORNERS:
         p = OUTLINE[i]
-        e0 = p - OUTLINE[(i - 1) % n]
-        e1 = OUTLINE[(i + 1) % n] - p
-        m0 = np.array([e0[1], -e0[0]]) / np.hypot(*e0)
-        m1 = np.array([e1[1], -e1[0]]) / np.hypot(*e1)
+        m0, m1 = corner_normals(i)
         for lam in np.linspace(0.0, 1.0, fan + 2)[1:-1]:
             w = m0 * (1 - lam) + m1 * lam
             w /= np.hypot(*w)
