@@ -15,7 +15,17 @@ export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 # rendering, libusb for pyrealsense2. Installed only when missing (and only as root).
 SYSTEM_PACKAGES := libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0 libusb-1.0-0
 
-.PHONY: setup system-deps demo test lint typecheck clean
+.PHONY: setup system-deps disk-check demo test lint typecheck clean
+
+# The environment takes about 8.2 GB (torch's PyPI wheel carries CUDA libraries, 4 GB of it);
+# a full disk otherwise fails half-way through pip with a bare "No space left on device".
+NEED_FREE_GB := 10
+disk-check:
+	@free_kb=$$(df -Pk . | awk 'NR==2 {print $$4}'); \
+	if [ "$$free_kb" -lt $$(( $(NEED_FREE_GB) * 1024 * 1024 )) ]; then \
+	  echo "error: $(CURDIR) has $$(( free_kb / 1024 / 1024 )) GB free; setting up $(VENV) needs about $(NEED_FREE_GB) GB" >&2; \
+	  exit 1; \
+	fi
 
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -29,7 +39,7 @@ system-deps:
 	fi
 
 $(STAMP): pyproject.toml requirements/no-deps.txt
-	$(MAKE) system-deps
+	$(MAKE) disk-check system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	# torch first and pinned: these releases are the CPU-usable wheels on this machine's disk;
