@@ -43,6 +43,64 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def binomial_upper_tail(k: int, n: int, p: float = 0.5) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    if not 0 <= k <= n + 1:
+        raise ValueError(f"binomial_upper_tail: k must be in [0, {n + 1}], got {k}")
+    return min(1.0, sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1)))
+
+
+def fisher_greater(successes_a: int, n_a: int, successes_b: int, n_b: int) -> float:
+    """One-sided Fisher exact test that A's success rate is above B's (unpaired samples):
+    P(X >= successes_a) for X hypergeometric with the margins of the 2 x 2 table."""
+    for name, k, n in (("a", successes_a, n_a), ("b", successes_b, n_b)):
+        if n < 1 or not 0 <= k <= n:
+            raise ValueError(f"fisher_greater: successes_{name}={k} must be in [0, n_{name}={n}]")
+    total, hits = n_a + n_b, successes_a + successes_b
+    denom = math.comb(total, n_a)
+    upper = min(hits, n_a)
+    return min(
+        1.0,
+        sum(math.comb(hits, x) * math.comb(total - hits, n_a - x) for x in range(successes_a, upper + 1))
+        / denom,
+    )
+
+
+def paired_comparison(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Compare two policies rolled out from the same seeds (``results.json`` episodes_detail).
+
+    Paired tests use the shared seeds, which makes them more sensitive than comparing two rates:
+    success by the exact McNemar test (one-sided, A better: the episodes only A solves against
+    those only B solves) and, where present, the episode-maximum progress by the sign test
+    (one-sided, ties dropped). Also the unpaired one-sided Fisher exact p of the success rates.
+    """
+    by_seed = {int(r["seed"]): r for r in b}
+    pairs = [(r, by_seed[int(r["seed"])]) for r in a if int(r["seed"]) in by_seed]
+    if not pairs:
+        raise ValueError("paired_comparison: the two evaluations share no episode seed")
+    only_a = sum(bool(x["success"]) and not bool(y["success"]) for x, y in pairs)
+    only_b = sum(bool(y["success"]) and not bool(x["success"]) for x, y in pairs)
+    out: dict[str, Any] = {
+        "episodes": len(pairs),
+        "successes": [sum(bool(x["success"]) for x, _ in pairs), sum(bool(y["success"]) for _, y in pairs)],
+        "success_only_a": only_a,
+        "success_only_b": only_b,
+        "mcnemar_p": binomial_upper_tail(only_a, only_a + only_b),
+    }
+    out["fisher_p"] = fisher_greater(out["successes"][0], len(pairs), out["successes"][1], len(pairs))
+    prog = [(x.get("max_progress"), y.get("max_progress")) for x, y in pairs]
+    if all(u is not None and v is not None for u, v in prog):
+        wins = sum(u > v for u, v in prog)
+        losses = sum(u < v for u, v in prog)
+        out.update(
+            progress_wins=wins,
+            progress_losses=losses,
+            progress_ties=len(prog) - wins - losses,
+            sign_p=binomial_upper_tail(wins, wins + losses),
+        )
+    return out
+
+
 @dataclass
 class EpisodeResult:
     index: int

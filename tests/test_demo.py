@@ -37,6 +37,7 @@ def test_class_demo_end_to_end_tiny(tmp_path, capsys):
     assert "| CLASS retrieval | 0/1 |" in report or "| CLASS retrieval | 1/1 |" in report
     assert "random-init retrieval" in report and "mean max coverage" in report
     assert "held-out chunk error" in report
+    assert "CLASS against random-init on the same 1 seeds" in report and "McNemar p = " in report
     for policy in ("class_knn", "random_knn"):
         r = json.loads((out / f"eval_{policy}" / "results.json").read_text())
         assert r["task_kwargs"] == {"success_threshold": 0.9, "max_steps": 10}

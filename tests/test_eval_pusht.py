@@ -167,3 +167,35 @@ def test_class_eval_loads_a_real_artifact(tmp_path):
     assert d["policy"] == "demo_policy" and d["episodes_detail"][0]["steps"] == 12
     assert d["latency_ms"]["max"] > 0
     assert json.loads((out / "eval_args.json").read_text())["policy"] == str(art)
+
+
+def test_comparison_tests_match_scipy():
+    from scipy import stats
+
+    from sim_bridge.rollout import binomial_upper_tail, fisher_greater
+
+    for a, na, b, nb in [(7, 50, 3, 50), (0, 10, 0, 10), (10, 10, 0, 10), (5, 30, 9, 40), (50, 50, 49, 50)]:
+        ref = stats.fisher_exact([[a, na - a], [b, nb - b]], alternative="greater").pvalue
+        assert fisher_greater(a, na, b, nb) == pytest.approx(ref, rel=1e-9, abs=1e-12)
+    for k, n in [(0, 0), (0, 5), (3, 5), (5, 5), (9, 12), (30, 40)]:
+        ref = stats.binomtest(k, n, 0.5, alternative="greater").pvalue if n else 1.0
+        assert binomial_upper_tail(k, n) == pytest.approx(ref, rel=1e-9)
+    with pytest.raises(ValueError, match="successes_b"):
+        fisher_greater(1, 5, 6, 5)
+
+
+def test_paired_comparison_counts_discordant_seeds():
+    from sim_bridge.rollout import paired_comparison
+
+    def ep(seed, ok, prog):
+        return {"seed": seed, "success": ok, "max_progress": prog}
+
+    a = [ep(1, True, 0.95), ep(2, True, 0.93), ep(3, False, 0.5), ep(4, False, 0.4), ep(9, True, 1.0)]
+    b = [ep(4, False, 0.4), ep(3, True, 0.92), ep(2, False, 0.3), ep(1, False, 0.2)]  # other order, no seed 9
+    c = paired_comparison(a, b)
+    assert c["episodes"] == 4 and c["successes"] == [2, 1]
+    assert (c["success_only_a"], c["success_only_b"]) == (2, 1)
+    assert c["mcnemar_p"] == pytest.approx(0.5)  # P(Bin(3, .5) >= 2)
+    assert (c["progress_wins"], c["progress_losses"], c["progress_ties"]) == (2, 1, 1)
+    with pytest.raises(ValueError, match="share no episode seed"):
+        paired_comparison(a[:1], b[:1] and [ep(7, True, 1.0)])

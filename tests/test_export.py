@@ -175,3 +175,31 @@ def test_corrupted_artifacts_are_rejected(retrieval_artifact: Path, tmp_path: Pa
     with pytest.raises(ArtifactError, match="not found"):
         cp.load(tmp_path / "nope")
     assert not any(x.name.endswith(".tmp") for x in retrieval_artifact.parent.iterdir())
+
+
+def test_retrieval_amp_bank_and_queries_agree(ee_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """bf16 autocast builds the bank and encodes queries alike; float32 stays the reference."""
+    from class_core.config import ConfigError
+
+    banks = {}
+    for amp in ("none", "bf16"):
+        path = tmp_path / amp
+        cfg = RetrievalConfig(k=4, tau_nn=0.01, amp=amp)
+        cp.export_retrieval_policy(path, ee_store, small_encoder(), ee_spec(), cfg, progress=False)
+        meta = cp.read_manifest(path)["meta"]
+        assert meta["bank_autocast"] == {"none": "float32", "bf16": "bfloat16"}[amp]
+        policy = cp.load(path)
+        sims, idx = policy.neighbours([obs_at(ee_store, 3)])
+        assert idx[0, 0] == 3 and sims[0, 0] == pytest.approx(1.0, abs=1e-5)
+        banks[amp] = policy.index.latents
+    cos = np.sum(banks["none"] * banks["bf16"], axis=1)
+    assert cos.min() > 0.99 and not np.array_equal(banks["none"], banks["bf16"])
+    with pytest.raises(ConfigError, match="retrieval.amp='half'"):
+        cp.export_retrieval_policy(
+            tmp_path / "bad",
+            ee_store,
+            small_encoder(),
+            ee_spec(),
+            RetrievalConfig(amp="half"),
+            progress=False,
+        )

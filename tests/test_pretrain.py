@@ -224,13 +224,19 @@ def test_ddp_two_gloo_ranks_match_single_process(data: tuple[Path, Path], tmp_pa
 
 
 def test_amp_choice_and_cpu_bf16_step(data: tuple[Path, Path], tmp_path: Path) -> None:
-    from class_core.train.pretrain import _amp, cpu_has_amx_bf16
+    from class_core.nn.amp import autocast_dtype, cpu_has_amx_bf16
 
     cpu = torch.device("cpu")
-    assert _amp("none", cpu) is None and _amp("bf16", cpu) is torch.bfloat16
-    assert _amp("auto", cpu) is (torch.bfloat16 if cpu_has_amx_bf16() else None)
-    with pytest.raises(ConfigError, match="amp=fp16"):
-        _amp("fp16", cpu)
+
+    def amp(pref: str) -> torch.dtype | None:
+        return autocast_dtype(pref, cpu, "pretrain.train.amp")
+
+    assert amp("none") is None and amp("bf16") is torch.bfloat16
+    assert amp("auto") is (torch.bfloat16 if cpu_has_amx_bf16() else None)
+    with pytest.raises(ConfigError, match="pretrain.train.amp=fp16"):
+        amp("fp16")
+    with pytest.raises(ConfigError, match="pretrain.train.amp='half'"):
+        amp("half")
     extra = ["pretrain.train.max_steps=2", "pretrain.train.amp=bf16", "pretrain.optim.warmup_steps=0"]
     res = pretrain(tiny_cfg(data, tmp_path / "bf16", *extra), progress=False)
     assert res.steps == 2 and all(np.isfinite(r.loss) for r in res.history)

@@ -221,6 +221,8 @@ class Demo:
                 rows,
             )
         )
+        if {"class_knn", "random_knn"} <= results.keys():
+            lines.append("\n" + self.comparison_line(results["class_knn"], results["random_knn"]))
         lines.append(
             "\nHeld-out chunk error: for 1000 training samples, the mean absolute difference (in action "
             "units, Push-T: pixels of 512) between the chunk retrieved from the *other* demonstrations "
@@ -250,6 +252,24 @@ class Demo:
         atomic_write_text(self.out / "timings.json", json.dumps(self.timings, indent=2))
         print("\n" + text)
         return results
+
+    @staticmethod
+    def comparison_line(cls_r: dict[str, Any], rnd_r: dict[str, Any]) -> str:
+        """CLASS against random-init on the shared seeds: paired tests, one-sided (CLASS better)."""
+        from sim_bridge.rollout import paired_comparison
+
+        c = paired_comparison(cls_r["episodes_detail"], rnd_r["episodes_detail"])
+        text = (
+            f"CLASS against random-init on the same {c['episodes']} seeds (one-sided, CLASS better): "
+            f"{c['success_only_a']} episodes solved by CLASS only, {c['success_only_b']} by random-init "
+            f"only (exact McNemar p = {c['mcnemar_p']:.3g}; unpaired Fisher p = {c['fisher_p']:.3g})"
+        )
+        if "sign_p" in c:
+            text += (
+                f"; maximum coverage higher with CLASS in {c['progress_wins']} episodes, lower in "
+                f"{c['progress_losses']} (sign test p = {c['sign_p']:.3g})"
+            )
+        return text + "."
 
     def scale_note(self) -> str:
         from class_core.data.store import EpisodeStore

@@ -38,6 +38,7 @@ from torch import nn
 
 from class_core.config import from_dict
 from class_core.io import atomic_dir
+from class_core.nn.amp import autocast_dtype
 from class_core.nn.heads import HeadConfig
 from class_core.policy.base import MinMax, ObservationEncoder, Policy, PolicySpec
 from class_core.policy.knn import RetrievalPolicy, build_bank
@@ -350,10 +351,18 @@ def export_retrieval_policy(
     if spec.proprio_keys and proprio_norm is None:
         proprio_norm = fit_proprio_normalizer(store, spec)
     obs_encoder = ObservationEncoder(image_encoder, spec, proprio_norm).to(device).eval()
-    latents, chunks = build_bank(store, obs_encoder, spec, cfg.proprio_scale, batch_size, progress)
+    latents, chunks = build_bank(store, obs_encoder, spec, cfg.proprio_scale, batch_size, progress, cfg.amp)
     index = KNNIndex.build(latents, cfg.index_cfg)
     policy = RetrievalPolicy(spec, obs_encoder, index, chunks, cfg)
-    info = {"dataset": str(getattr(store, "path", "")), "n_samples": int(latents.shape[0])}
+    dev = obs_encoder.device()
+    info = {
+        "dataset": str(getattr(store, "path", "")),
+        "n_samples": int(latents.shape[0]),
+        # what built the bank (retrieval.amp resolved on this machine); queries resolve it again
+        "bank_autocast": str(autocast_dtype(cfg.amp, dev, "retrieval.amp") or "float32").removeprefix(
+            "torch."
+        ),
+    }
     return save_policy(policy, path, overwrite=overwrite, meta={**info, **dict(meta or {})})
 
 

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from class_core.data.chunks import action_chunks
 from class_core.data.store import EpisodeStore
+from class_core.nn.amp import autocast, autocast_dtype
 from class_core.policy.base import ObservationEncoder, Policy, PolicySpec, batch_observations
 from class_core.policy.retrieval import KNNIndex, RetrievalConfig, weighted_chunks
 
@@ -21,9 +22,15 @@ def encode_latents(
     images: Mapping[str, torch.Tensor],
     proprio: torch.Tensor | None,
     proprio_scale: float = 1.0,
+    amp: str = "none",
 ) -> np.ndarray:
-    """Retrieval latents: L2-normalised ``[image keypoints || proprio_scale * normalised proprio]``."""
-    z = obs_encoder.features(images, proprio, augment=False, proprio_scale=proprio_scale)
+    """Retrieval latents: L2-normalised ``[image keypoints || proprio_scale * normalised proprio]``.
+
+    ``amp`` (``retrieval.amp``: auto | bf16 | fp16 | none) is the encoder's autocast; the bank and
+    the queries use the same setting, so their latents come from the same computation."""
+    dev = obs_encoder.device()
+    with autocast(dev, autocast_dtype(amp, dev, "retrieval.amp")):
+        z = obs_encoder.features(images, proprio, augment=False, proprio_scale=proprio_scale)
     z = torch.nn.functional.normalize(z.float(), dim=-1)
     return z.cpu().numpy().astype(np.float32)
 
@@ -35,6 +42,7 @@ def build_bank(
     proprio_scale: float = 1.0,
     batch_size: int = 256,
     progress: bool = True,
+    amp: str = "none",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Encode every sample of ``store`` -> (latents float32 (N, d), raw chunks float32 (N, T_p, D)).
 
@@ -70,7 +78,7 @@ def build_bank(
             for k in spec.image_keys
         }
         prop = torch.from_numpy(proprio_all[lo:hi]).to(dev) if proprio_all is not None else None
-        z = encode_latents(obs_encoder, imgs, prop, proprio_scale)
+        z = encode_latents(obs_encoder, imgs, prop, proprio_scale, amp)
         if out is None:
             out = np.empty((n, z.shape[1]), dtype=np.float32)
         out[lo:hi] = z
@@ -117,7 +125,7 @@ class RetrievalPolicy(Policy):
         imgs, prop = batch_observations(obs_list, self.spec)
         dev = self.obs_encoder.device()
         imgs = {k: v.to(dev) for k, v in imgs.items()}
-        return encode_latents(self.obs_encoder, imgs, prop, self.cfg.proprio_scale)
+        return encode_latents(self.obs_encoder, imgs, prop, self.cfg.proprio_scale, self.cfg.amp)
 
     def neighbours(self, obs_list: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         """-> (cosine similarities (B, k), bank indices (B, k)), best first."""

@@ -8,7 +8,6 @@ gradients) so that the loss sees the whole batch: gradients equal single-process
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -27,6 +26,7 @@ from class_core.config import ConfigError, from_dict, inherit_data_source, save_
 from class_core.data.store import EpisodeStore
 from class_core.data.torch_dataset import Csr, PretrainDataset, StepBatchSampler
 from class_core.losses import LossStats, soft_info_nce, weight_stats
+from class_core.nn.amp import autocast, autocast_dtype
 from class_core.nn.encoder import EncoderConfig, MultiCameraEncoder, encoder_config_dict
 from class_core.train import checkpoint as ckpt
 from class_core.train.ema import EMA, EmaConfig
@@ -158,32 +158,6 @@ def pick_device(pref: str, info: DistInfo) -> torch.device:
     return dev
 
 
-def cpu_has_amx_bf16() -> bool:
-    """True where the CPU has AMX bf16 tiles (Intel Sapphire Rapids and later; Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and " amx_bf16" in line for line in f)
-    except OSError:
-        return False
-
-
-def _amp(pref: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype. auto: bf16 on CUDA where supported (else fp16); on CPU bf16 only where the
-    CPU has AMX bf16 units (the demo's pre-training step 1.15x faster there), float32 elsewhere
-    (emulated bf16 convolutions are slower than float32)."""
-    if pref == "none":
-        return None
-    if device.type == "cuda":
-        if pref == "auto":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if pref == "bf16" else torch.float16
-    if pref == "fp16":
-        raise ConfigError("pretrain.train.amp=fp16 needs CUDA (on CPU use bf16 or none)")
-    if pref == "bf16" or (pref == "auto" and cpu_has_amx_bf16()):
-        return torch.bfloat16
-    return None
-
-
 # --- data -----------------------------------------------------------------------------------------
 def load_csr(pairs_path: str | None, n: int, store_path: str) -> Csr | None:
     if pairs_path is None:
@@ -284,7 +258,7 @@ def pretrain(cfg: Mapping[str, Any], resume: bool = False, progress: bool = True
         momentum=pc.optim.momentum,
         trust_coefficient=pc.optim.trust_coefficient,
     )
-    amp = _amp(t.amp, device)
+    amp = autocast_dtype(t.amp, device, "pretrain.train.amp")
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
 
     resolved = dict(cfg)
@@ -331,6 +305,9 @@ def pretrain(cfg: Mapping[str, Any], resume: bool = False, progress: bool = True
     last_ckpt: Path | None = existing if resume else None
     wait_sum, t_run = 0.0, time.perf_counter()
     t_end = time.perf_counter()
+    # images/s over the whole log window: a single step's rate swings with checkpoints, the
+    # data worker and neighbours on the machine, and hid a 1.15x speed-up
+    t_logged, step_logged = t_end, start
     model.train()
     try:
         for batch in loader:
@@ -340,8 +317,7 @@ def pretrain(cfg: Mapping[str, Any], resume: bool = False, progress: bool = True
             lr = _set_lr(opt, pc.optim.lr, step, total, warmup, pc.optim.min_lr_factor)
             gen.manual_seed(_aug_seed(t.seed, step, info.rank))
             w = batch["weights"].to(device, non_blocking=True)
-            ctx = torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
-            with ctx:
+            with autocast(device, amp):
                 z_local = ddp(batch["images"], augment=True, generator=gen)
             z = _gather(z_local.float(), info)  # the loss in fp32 under autocast
             loss = soft_info_nce(z, w, pc.loss.tau, pc.loss.hard, check_weights=False)
@@ -368,8 +344,9 @@ def pretrain(cfg: Mapping[str, Any], resume: bool = False, progress: bool = True
                         rec,
                         ema,
                         wait_sum / max(t_now - t_run, 1e-9),
-                        t.batch_size / max(step_s, 1e-9),
+                        t.batch_size * (step - step_logged) / max(t_now - t_logged, 1e-9),
                     )
+                t_logged, step_logged = t_now, step
                 bar.set_postfix(
                     loss=f"{rec.loss:.4f}", pos=stats.positive_pairs, wait=f"{wait_sum / (t_now - t_run):.0%}"
                 )
