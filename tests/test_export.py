@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -192,6 +193,16 @@ def test_retrieval_amp_bank_and_queries_agree(ee_store, tmp_path: Path) -> None:
         sims, idx = policy.neighbours([obs_at(ee_store, 3)])
         assert idx[0, 0] == 3 and sims[0, 0] == pytest.approx(1.0, abs=1e-5)
         banks[amp] = policy.index.latents
+    # an artifact from before retrieval.amp (no key) built its bank in float32 and loads so
+    old = tmp_path / "none"
+    config = json.loads((old / "config.json").read_text())
+    del config["retrieval"]["amp"]
+    data = json.dumps(config).encode()
+    (old / "config.json").write_bytes(data)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["files"]["config.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    assert cp.load(old).cfg.amp == "none"
     cos = np.sum(banks["none"] * banks["bf16"], axis=1)
     assert cos.min() > 0.99 and not np.array_equal(banks["none"], banks["bf16"])
     with pytest.raises(ConfigError, match="retrieval.amp='half'"):

@@ -274,7 +274,10 @@ def load(path: str | os.PathLike[str], device: str | torch.device = "cpu", seed:
 
     if ptype == "retrieval":
         try:
-            rcfg = from_dict(RetrievalConfig, config["retrieval"], where=f"{where}:retrieval")
+            # artifacts written before retrieval.amp existed built their bank in float32
+            rcfg = from_dict(
+                RetrievalConfig, {"amp": "none", **config["retrieval"]}, where=f"{where}:retrieval"
+            )
             rcfg.validate()
         except (KeyError, ValueError) as e:
             raise ArtifactError(f"{where}: invalid retrieval config ({e})") from None
