@@ -131,6 +131,57 @@ def _seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
 
 
+class _Episode:
+    """One rollout's bookkeeping: reset, steps, progress, frames, and its ``EpisodeResult``."""
+
+    def __init__(
+        self, task: Task, seed: int, index: int, record_video: bool, video_dir: str | os.PathLike[str] | None
+    ) -> None:
+        self.task, self.seed, self.index = task, seed, index
+        self.video_dir = video_dir
+        self.t0 = time.perf_counter()
+        self.obs = task.reset(seed)
+        self.frames = [task.render()] if record_video else None
+        self.latencies: list[float] = []
+        self.success = False
+        self.done = False
+        self.info: dict[str, Any] = {}
+        self.best: float | None = None
+
+    def step(self, action: Any, latency_ms: float) -> None:
+        task = self.task
+        self.latencies.append(latency_ms)
+        self.obs, self.success, self.info = task.step(np.asarray(action))
+        if task.progress_key is not None:
+            value = float(self.info[task.progress_key])
+            self.best = value if self.best is None else max(self.best, value)
+        if self.frames is not None:
+            self.frames.append(task.render())
+        self.done = bool(self.success or self.info["truncated"])
+
+    def result(self) -> EpisodeResult:
+        video = None
+        if self.frames is not None:
+            from sim_bridge.video import write_mp4
+
+            vdir = Path(self.video_dir) if self.video_dir is not None else Path(".")
+            name = f"episode_{self.index:03d}_seed{self.seed}_{'success' if self.success else 'failure'}.mp4"
+            video = str(write_mp4(vdir / name, self.frames, fps=self.task.control_hz))
+        final = {k: v for k, v in self.info.items() if isinstance(v, int | float | bool | str)}
+        return EpisodeResult(
+            self.index,
+            self.seed,
+            self.success,
+            self.task.steps,
+            self.latencies,
+            time.perf_counter() - self.t0,
+            video,
+            final,
+            self.task.episode_info(),
+            self.best,
+        )
+
+
 def run_episode(
     task: Task,
     policy: PolicyLike,
@@ -140,49 +191,59 @@ def run_episode(
     video_dir: str | os.PathLike[str] | None = None,
 ) -> EpisodeResult:
     """Roll out one episode until success or the task's step limit."""
-    t0 = time.perf_counter()
     _seed_everything(seed)
-    obs = task.reset(seed)
+    ep = _Episode(task, seed, index, record_video, video_dir)
     if hasattr(policy, "reseed"):
         policy.reseed(seed)
     policy.reset()
-    frames = [task.render()] if record_video else []
-    latencies: list[float] = []
-    success = False
-    info: dict[str, Any] = {}
-    best: float | None = None
-    while True:
+    while not ep.done:
         t = time.perf_counter()
-        action = policy.select_action(obs)
-        latencies.append((time.perf_counter() - t) * 1e3)
-        obs, success, info = task.step(np.asarray(action))
-        if task.progress_key is not None:
-            value = float(info[task.progress_key])
-            best = value if best is None else max(best, value)
-        if record_video:
-            frames.append(task.render())
-        if success or info["truncated"]:
-            break
-    video = None
-    if record_video:
-        from sim_bridge.video import write_mp4
+        action = policy.select_action(ep.obs)
+        ep.step(action, (time.perf_counter() - t) * 1e3)
+    return ep.result()
 
-        vdir = Path(video_dir) if video_dir is not None else Path(".")
-        name = f"episode_{index:03d}_seed{seed}_{'success' if success else 'failure'}.mp4"
-        video = str(write_mp4(vdir / name, frames, fps=task.control_hz))
-    final = {k: v for k, v in info.items() if isinstance(v, int | float | bool | str)}
-    return EpisodeResult(
-        index,
-        seed,
-        success,
-        task.steps,
-        latencies,
-        time.perf_counter() - t0,
-        video,
-        final,
-        task.episode_info(),
-        best,
-    )
+
+def run_lockstep(
+    tasks: Sequence[Task],
+    policy: Any,
+    seeds: Sequence[int],
+    indices: Sequence[int],
+    record: Sequence[bool] = (),
+    video_dir: str | os.PathLike[str] | None = None,
+) -> list[EpisodeResult]:
+    """Roll out ``len(seeds)`` episodes side by side, one task each, with one batched policy
+    call per step (``policy.fork()`` / ``policy.select_actions``, class_core's Policy API).
+
+    Episode ``i`` resets with ``seeds[i]``; global RNGs and a diffusion head's noise are seeded
+    with ``seeds[0]``, so a block's results depend on its seeds only. A lockstep step's latency is
+    that of the batched call, recorded for every episode still running."""
+    if not hasattr(policy, "select_actions") or not hasattr(policy, "fork"):
+        raise ValueError(
+            f"{type(policy).__name__} cannot run episodes in lockstep (no fork/select_actions): use batch=1"
+        )
+    if not len(tasks) >= len(seeds) == len(indices) >= 1:
+        raise ValueError(f"run_lockstep: {len(tasks)} tasks for {len(seeds)} seeds, {len(indices)} indices")
+    _seed_everything(seeds[0])
+    if hasattr(policy, "reseed"):
+        policy.reseed(seeds[0])
+    record = list(record) or [False] * len(seeds)
+    eps = [
+        _Episode(task, seed, index, rec, video_dir)
+        for task, seed, index, rec in zip(tasks, seeds, indices, record, strict=False)
+    ]
+    forks = [policy.fork() for _ in eps]
+    for f in forks:
+        f.reset()
+    while True:
+        live = [i for i, ep in enumerate(eps) if not ep.done]
+        if not live:
+            break
+        t = time.perf_counter()
+        actions = policy.select_actions([forks[i] for i in live], [eps[i].obs for i in live])
+        ms = (time.perf_counter() - t) * 1e3
+        for i, action in zip(live, actions, strict=True):
+            eps[i].step(action, ms)
+    return [ep.result() for ep in eps]
 
 
 @dataclass
@@ -205,6 +266,8 @@ class EvalSummary:
     progress_key: str | None = None
     mean_max_progress: float | None = None
     mean_final_progress: float | None = None
+    #: episodes per lockstep block (1: one at a time); latencies are then per batched call
+    batch: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k != "results"}
@@ -233,7 +296,8 @@ class EvalSummary:
         lines += [
             "",
             f"Seeds {self.seed}..{self.seed + self.episodes - 1}, "
-            f"{self.workers} worker(s), {self.seconds:.1f} s.",
+            f"{self.workers} worker(s), {self.seconds:.1f} s"
+            + (f", lockstep blocks of {self.batch} (latency per batched call)." if self.batch > 1 else "."),
         ]
         videos = [r.video for r in self.results if r.video]
         if videos:
@@ -250,12 +314,25 @@ def _init_worker(
 ) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     task = make_task(name, variant, **task_kwargs)
-    _WORKER["task"] = task
-    _WORKER["policy"] = policy_factory(task)
+    _WORKER.update(tasks=[task], spec=(name, variant, task_kwargs), policy=policy_factory(task))
 
 
-def _worker_episode(index: int, seed: int, record: bool, video_dir: str | None) -> EpisodeResult:
-    return run_episode(_WORKER["task"], _WORKER["policy"], seed, index, record, video_dir)
+def _worker_tasks(n: int) -> list[Task]:
+    tasks: list[Task] = _WORKER["tasks"]
+    name, variant, kwargs = _WORKER["spec"]
+    while len(tasks) < n:  # lockstep blocks need one simulator per episode
+        tasks.append(make_task(name, variant, **kwargs))
+    return tasks
+
+
+def _worker_block(
+    indices: list[int], seeds: list[int], record: list[bool], video_dir: str | None
+) -> list[EpisodeResult]:
+    if len(indices) == 1:
+        return [
+            run_episode(_WORKER["tasks"][0], _WORKER["policy"], seeds[0], indices[0], record[0], video_dir)
+        ]
+    return run_lockstep(_worker_tasks(len(indices)), _WORKER["policy"], seeds, indices, record, video_dir)
 
 
 def evaluate(
@@ -270,12 +347,19 @@ def evaluate(
     task_kwargs: Mapping[str, Any] | None = None,
     policy_name: str = "policy",
     progress: bool = True,
+    batch: int = 1,
 ) -> EvalSummary:
-    """Run ``episodes`` seeded rollouts; write results.json / results.md (and videos) to out_dir."""
+    """Run ``episodes`` seeded rollouts; write results.json / results.md (and videos) to out_dir.
+
+    ``batch > 1`` runs consecutive episodes in blocks of ``batch`` side by side with one batched
+    policy call per step (``run_lockstep``); blocks are fixed by episode index, so the results do
+    not depend on ``workers``."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
     bad = [i for i in video_episodes if not 0 <= i < episodes]
     if bad:
         raise ValueError(f"video episode index {bad[0]} is outside 0..{episodes - 1}")
@@ -294,13 +378,27 @@ def evaluate(
         bar.update(1)
         bar.set_postfix(success=f"{sum(x.success for x in results)}/{len(results)}")
 
+    blocks = [list(range(lo, min(episodes, lo + batch))) for lo in range(0, episodes, batch)]
     if workers == 1:
         with make_task(task_name, variant, **task_kwargs) as task:
             variant = task.variant
             progress_key = task.progress_key
             policy = policy_factory(task)
-            for i in range(episodes):
-                note(run_episode(task, policy, seed + i, i, i in videos, vdir))
+            tasks = [task] + [
+                make_task(task_name, variant, **task_kwargs) for _ in range(min(batch, episodes) - 1)
+            ]
+            try:
+                for b in blocks:
+                    if len(b) == 1:
+                        note(run_episode(task, policy, seed + b[0], b[0], b[0] in videos, vdir))
+                        continue
+                    for r in run_lockstep(
+                        tasks, policy, [seed + i for i in b], b, [i in videos for i in b], vdir
+                    ):
+                        note(r)
+            finally:
+                for extra in tasks[1:]:
+                    extra.close()
     else:
         with make_task(task_name, variant, **task_kwargs) as probe:  # early errors, variant name
             variant = probe.variant
@@ -313,9 +411,13 @@ def evaluate(
             initializer=_init_worker,
             initargs=(task_name, variant, task_kwargs, policy_factory, threads),
         ) as pool:
-            futures = [pool.submit(_worker_episode, i, seed + i, i in videos, vdir) for i in range(episodes)]
+            futures = [
+                pool.submit(_worker_block, b, [seed + i for i in b], [i in videos for i in b], vdir)
+                for b in blocks
+            ]
             for f in as_completed(futures):
-                note(f.result())
+                for r in f.result():
+                    note(r)
     bar.close()
     results.sort(key=lambda r: r.index)
     lat = np.concatenate([r.latencies_ms for r in results]) if results else np.zeros(1)
@@ -346,6 +448,7 @@ def evaluate(
         progress_key=progress_key,
         mean_max_progress=float(np.mean(best)) if best else None,
         mean_final_progress=float(np.mean(final)) if final else None,
+        batch=batch,
     )
     if out is not None:
         from class_core.io import atomic_write_text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -199,3 +200,30 @@ def test_paired_comparison_counts_discordant_seeds():
     assert (c["progress_wins"], c["progress_losses"], c["progress_ties"]) == (2, 1, 1)
     with pytest.raises(ValueError, match="share no episode seed"):
         paired_comparison(a[:1], b[:1] and [ep(7, True, 1.0)])
+
+
+def test_lockstep_batches_give_the_sequential_rollouts(tmp_path):
+    """evaluate(batch=3): episodes side by side with one batched policy call per step give the
+    same rollouts as one episode at a time, and the result does not depend on the workers."""
+    pytest.importorskip("torch")
+    from class_core.cli.eval import load_policy
+    from class_core.deploy.demo_artifact import make_demo_artifact
+
+    art = make_demo_artifact(tmp_path / "demo_policy", n_episodes=2, steps=30)
+    factory = functools.partial(load_policy, path=str(art))
+    kw = {"max_steps": 40}
+    one = evaluate("pusht", "fixed-color", factory, 5, seed=7, task_kwargs=kw, progress=False)
+    lock = evaluate("pusht", "fixed-color", factory, 5, seed=7, task_kwargs=kw, progress=False, batch=3)
+    par = evaluate(
+        "pusht", "fixed-color", factory, 5, seed=7, task_kwargs=kw, progress=False, batch=3, workers=2
+    )
+    assert lock.batch == 3 and "lockstep blocks of 3" in lock.to_markdown()
+
+    def rollouts(s):
+        return [(r.index, r.seed, r.steps, round(r.final_info["coverage"], 6)) for r in s.results]
+
+    assert rollouts(lock) == rollouts(one) == rollouts(par)
+    with pytest.raises(ValueError, match="cannot run episodes in lockstep"):
+        evaluate("pusht", "fixed-color", scripted_policy, 2, task_kwargs=kw, progress=False, batch=2)
+    with pytest.raises(ValueError, match="batch must be >= 1"):
+        evaluate("pusht", "fixed-color", factory, 2, progress=False, batch=0)

@@ -7,6 +7,7 @@ values and receive raw action units.
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -281,6 +282,36 @@ class Policy:
             chunk = self._predict(list(self._history))
             self._queue.extend(chunk[: self.spec.n_action_steps])
         return self._queue.popleft()
+
+    # -- many episodes in lockstep (batched inference) ----------------------------------------
+    def fork(self) -> Policy:
+        """A copy that shares the model (weights, bank) but has its own observation history and
+        action queue: one per episode when episodes run in lockstep (``select_actions``)."""
+        twin = copy.copy(self)
+        twin._queue = deque()
+        twin._history = deque(maxlen=self.spec.n_obs_steps)
+        return twin
+
+    def select_actions(
+        self, forks: Sequence[Policy], observations: Sequence[Mapping[str, Any]]
+    ) -> list[np.ndarray]:
+        """``select_action`` of many episodes at once: fork ``i`` (from ``fork()``) receives
+        ``observations[i]``; the forks whose queue is empty are predicted in one batch, so an
+        encoder or a diffusion head runs once per step for all of them."""
+        if len(forks) != len(observations):
+            raise ValueError(f"select_actions: {len(forks)} forks but {len(observations)} observations")
+        for f, obs in zip(forks, observations, strict=True):
+            f._observe(obs)
+        need = [i for i, f in enumerate(forks) if not f._queue]
+        if need:
+            chunks = self._predict_many([list(forks[i]._history) for i in need])
+            for i, chunk in zip(need, chunks, strict=True):
+                forks[i]._queue.extend(chunk[: self.spec.n_action_steps])
+        return [f._queue.popleft() for f in forks]
+
+    def _predict_many(self, histories: list[list[Mapping[str, Any]]]) -> np.ndarray:
+        """(B, T_p, D) for B histories; subclasses batch it."""
+        return np.stack([self._predict(h) for h in histories])
 
     @property
     def horizon(self) -> int:

@@ -138,3 +138,6 @@ class RetrievalPolicy(Policy):
 
     def _predict(self, history: list[Mapping[str, Any]]) -> np.ndarray:
         return self.predict_batch([history[-1]])[0]
+
+    def _predict_many(self, histories: list[list[Mapping[str, Any]]]) -> np.ndarray:
+        return self.predict_batch([h[-1] for h in histories])

@@ -95,6 +95,11 @@ class HeadPolicy(Policy):
         self._seed = seed
         self.generator = None if seed is None else torch.Generator(device="cpu").manual_seed(int(seed))
 
+    def reseed(self, seed: int | None) -> None:
+        """Called by the rollout engine at every episode start: a diffusion rollout's noise then
+        depends on its episode seed only, not on which episodes a worker ran before."""
+        self.seed(seed)
+
     def to(self, device: str | torch.device) -> HeadPolicy:
         self.model.to(device)
         self.action_norm.to(device)
@@ -128,3 +133,6 @@ class HeadPolicy(Policy):
 
     def _predict(self, history: list[Mapping[str, Any]]) -> np.ndarray:
         return self.predict_batch([history])[0]
+
+    def _predict_many(self, histories: list[list[Mapping[str, Any]]]) -> np.ndarray:
+        return self.predict_batch(histories)
