@@ -202,17 +202,31 @@ def test_paired_comparison_counts_discordant_seeds():
         paired_comparison(a[:1], b[:1] and [ep(7, True, 1.0)])
 
 
-def test_lockstep_batches_give_the_sequential_rollouts(tmp_path):
-    """evaluate(batch=3): episodes side by side with one batched policy call per step give the
-    same rollouts as one episode at a time, and the result does not depend on the workers."""
+def test_lockstep_batches(tmp_path):
+    """evaluate(batch=3): episodes side by side with one batched policy call per step. The
+    batched actions equal one-at-a-time actions to float tolerance (a batched encoder call may
+    differ in the last bits, which can flip a near-tie retrieval later in a long rollout), and
+    the blocks are fixed by index, so the results do not depend on the workers."""
     pytest.importorskip("torch")
     from class_core.cli.eval import load_policy
     from class_core.deploy.demo_artifact import make_demo_artifact
+    from sim_bridge.task import make_task
 
     art = make_demo_artifact(tmp_path / "demo_policy", n_episodes=2, steps=30)
+    with make_task("pusht", "fixed-color") as task:
+        policy = load_policy(task, str(art))
+        alone = load_policy(task, str(art))
+        observations = [task.reset(s) for s in (1, 2, 3)]
+        forks = [policy.fork() for _ in observations]
+        batched = policy.select_actions(forks, observations)
+        for obs, action in zip(observations, batched, strict=True):
+            alone.reset()
+            np.testing.assert_allclose(action, alone.select_action(obs), rtol=2e-3)  # px of 512
+        assert all(len(f._queue) == policy.n_action_steps - 1 for f in forks)
+        assert not policy._queue  # the parent's own queue is untouched
+
     factory = functools.partial(load_policy, path=str(art))
     kw = {"max_steps": 40}
-    one = evaluate("pusht", "fixed-color", factory, 5, seed=7, task_kwargs=kw, progress=False)
     lock = evaluate("pusht", "fixed-color", factory, 5, seed=7, task_kwargs=kw, progress=False, batch=3)
     par = evaluate(
         "pusht", "fixed-color", factory, 5, seed=7, task_kwargs=kw, progress=False, batch=3, workers=2
@@ -220,9 +234,9 @@ def test_lockstep_batches_give_the_sequential_rollouts(tmp_path):
     assert lock.batch == 3 and "lockstep blocks of 3" in lock.to_markdown()
 
     def rollouts(s):
-        return [(r.index, r.seed, r.steps, round(r.final_info["coverage"], 6)) for r in s.results]
+        return [(r.index, r.seed, r.steps, r.final_info["coverage"]) for r in s.results]
 
-    assert rollouts(lock) == rollouts(one) == rollouts(par)
+    assert rollouts(lock) == rollouts(par) and [r.seed for r in lock.results] == list(range(7, 12))
     with pytest.raises(ValueError, match="cannot run episodes in lockstep"):
         evaluate("pusht", "fixed-color", scripted_policy, 2, task_kwargs=kw, progress=False, batch=2)
     with pytest.raises(ValueError, match="batch must be >= 1"):
