@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="run episodes in lockstep blocks of this size, one batched policy call per step "
-        "(exported policies only; pays most on a GPU or with a diffusion head; latency is then per batched call)",
+        "(exported policies only; pays most on a GPU or with a diffusion head; latency is then "
+        "per batched call)",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
