@@ -88,8 +88,9 @@ def paired_comparison(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, A
         "mcnemar_p": binomial_upper_tail(only_a, only_a + only_b),
     }
     out["fisher_p"] = fisher_greater(out["successes"][0], len(pairs), out["successes"][1], len(pairs))
-    prog = [(x.get("max_progress"), y.get("max_progress")) for x, y in pairs]
-    if all(u is not None and v is not None for u, v in prog):
+    raw = [(x.get("max_progress"), y.get("max_progress")) for x, y in pairs]
+    if all(u is not None and v is not None for u, v in raw):
+        prog = [(float(u), float(v)) for u, v in raw]
         wins = sum(u > v for u, v in prog)
         losses = sum(u < v for u, v in prog)
         out.update(
