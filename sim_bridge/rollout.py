@@ -88,9 +88,12 @@ def paired_comparison(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, A
         "mcnemar_p": binomial_upper_tail(only_a, only_a + only_b),
     }
     out["fisher_p"] = fisher_greater(out["successes"][0], len(pairs), out["successes"][1], len(pairs))
-    raw = [(x.get("max_progress"), y.get("max_progress")) for x, y in pairs]
-    if all(u is not None and v is not None for u, v in raw):
-        prog = [(float(u), float(v)) for u, v in raw]
+    prog = [
+        (float(x["max_progress"]), float(y["max_progress"]))
+        for x, y in pairs
+        if x.get("max_progress") is not None and y.get("max_progress") is not None
+    ]
+    if len(prog) == len(pairs):
         wins = sum(u > v for u, v in prog)
         losses = sum(u < v for u, v in prog)
         out.update(
