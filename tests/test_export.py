@@ -39,7 +39,9 @@ def obs_at(store, i: int) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-d
 @pytest.fixture(scope="module")
 def retrieval_artifact(ee_store, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     path = tmp_path_factory.mktemp("models") / "ret"
-    cfg = RetrievalConfig(k=8, tau_nn=0.01, index=IndexConfig(kind="pca_flat", pca_dim=16, candidates=32))
+    cfg = RetrievalConfig(
+        k=8, tau_nn=0.01, amp="none", index=IndexConfig(kind="pca_flat", pca_dim=16, candidates=32)
+    )
     cp.export_retrieval_policy(path, ee_store, small_encoder(), ee_spec(), cfg, progress=False)
     return path
 
@@ -179,7 +181,7 @@ def test_corrupted_artifacts_are_rejected(retrieval_artifact: Path, tmp_path: Pa
 
 
 def test_retrieval_amp_bank_and_queries_agree(ee_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """bf16 autocast builds the bank and encodes queries alike; float32 stays the reference."""
+    """bf16 autocast builds the bank; queries run in float32 and still find their own sample."""
     from class_core.config import ConfigError
 
     banks = {}
@@ -191,7 +193,7 @@ def test_retrieval_amp_bank_and_queries_agree(ee_store, tmp_path: Path) -> None:
         assert meta["bank_autocast"] == {"none": "float32", "bf16": "bfloat16"}[amp]
         policy = cp.load(path)
         sims, idx = policy.neighbours([obs_at(ee_store, 3)])
-        assert idx[0, 0] == 3 and sims[0, 0] == pytest.approx(1.0, abs=1e-5)
+        assert idx[0, 0] == 3 and sims[0, 0] == pytest.approx(1.0, abs={"none": 1e-5, "bf16": 1e-3}[amp])
         banks[amp] = policy.index.latents
     # an artifact from before retrieval.amp (no key) built its bank in float32 and loads so
     old = tmp_path / "none"

@@ -274,7 +274,8 @@ def load(path: str | os.PathLike[str], device: str | torch.device = "cpu", seed:
 
     if ptype == "retrieval":
         try:
-            # artifacts written before retrieval.amp existed built their bank in float32
+            # artifacts written before retrieval.amp existed built their bank in float32 (only
+            # the record: queries run in float32 whatever built the bank)
             rcfg = from_dict(
                 RetrievalConfig, {"amp": "none", **config["retrieval"]}, where=f"{where}:retrieval"
             )
@@ -361,7 +362,7 @@ def export_retrieval_policy(
     info = {
         "dataset": str(getattr(store, "path", "")),
         "n_samples": int(latents.shape[0]),
-        # what built the bank (retrieval.amp resolved on this machine); queries resolve it again
+        # the precision that built the bank (retrieval.amp resolved on this machine)
         "bank_autocast": str(autocast_dtype(cfg.amp, dev, "retrieval.amp") or "float32").removeprefix(
             "torch."
         ),

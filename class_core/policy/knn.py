@@ -26,8 +26,8 @@ def encode_latents(
 ) -> np.ndarray:
     """Retrieval latents: L2-normalised ``[image keypoints || proprio_scale * normalised proprio]``.
 
-    ``amp`` (``retrieval.amp``: auto | bf16 | fp16 | none) is the encoder's autocast; the bank and
-    the queries use the same setting, so their latents come from the same computation."""
+    ``amp`` (auto | bf16 | fp16 | none, class_core.nn.amp) is the encoder's autocast: the bank is
+    built with ``retrieval.amp``; queries run in float32 (see RetrievalPolicy.encode)."""
     dev = obs_encoder.device()
     with autocast(dev, autocast_dtype(amp, dev, "retrieval.amp")):
         z = obs_encoder.features(images, proprio, augment=False, proprio_scale=proprio_scale)
@@ -125,7 +125,10 @@ class RetrievalPolicy(Policy):
         imgs, prop = batch_observations(obs_list, self.spec)
         dev = self.obs_encoder.device()
         imgs = {k: v.to(dev) for k, v in imgs.items()}
-        return encode_latents(self.obs_encoder, imgs, prop, self.cfg.proprio_scale, self.cfg.amp)
+        # float32: on a CPU, bf16 autocast re-casts every weight per call, which made a single
+        # query slower (~41 vs 20-30 ms here); the bank's own bf16 rounding (cosine >= 0.9998 to
+        # float32) is a per-entry noise that an exact query does not add to
+        return encode_latents(self.obs_encoder, imgs, prop, self.cfg.proprio_scale)
 
     def neighbours(self, obs_list: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         """-> (cosine similarities (B, k), bank indices (B, k)), best first."""

@@ -61,8 +61,8 @@ class RetrievalConfig:
     tau_nn: float = 0.01
     # weight of the normalised proprio block relative to the image keypoints before L2-normalising
     proprio_scale: float = 1.0
-    # autocast of the encoder for the bank and the queries (class_core.nn.amp): auto = bf16 on
-    # CUDA and on AMX CPUs (2.1x faster encoding there), float32 elsewhere; none = float32
+    # autocast of the encoder while building the bank (class_core.nn.amp): auto = bf16 on CUDA
+    # and on AMX CPUs (2.1x faster batch encoding there), float32 elsewhere; queries: float32
     amp: str = "auto"
     index: IndexConfig | None = None
 
