@@ -33,7 +33,7 @@ from class_core.io import atomic_write_text
 
 EPILOG = """\
 examples:
-  class-demo                                   # the README's main job (about 18 min on 2 idle cores)
+  class-demo                                   # the README's main job (about 17 min on 2 idle cores)
   class-demo demo.episodes=20 pretrain.train.max_steps=50 demo.eval_episodes=10   # a quick smoke run
   class-demo --config config/demo_pusht.yaml task.variant=rand-color --out runs/demo_rand
 
