@@ -329,14 +329,24 @@ def _worker_tasks(n: int) -> list[Task]:
     return tasks
 
 
+def _run_block(
+    tasks: Sequence[Task],
+    policy: Any,
+    indices: list[int],
+    seeds: list[int],
+    record: list[bool],
+    video_dir: str | None,
+) -> list[EpisodeResult]:
+    """One block of episodes: alone (``run_episode``) or in lockstep, one task per episode."""
+    if len(indices) == 1:
+        return [run_episode(tasks[0], policy, seeds[0], indices[0], record[0], video_dir)]
+    return run_lockstep(tasks, policy, seeds, indices, record, video_dir)
+
+
 def _worker_block(
     indices: list[int], seeds: list[int], record: list[bool], video_dir: str | None
 ) -> list[EpisodeResult]:
-    if len(indices) == 1:
-        return [
-            run_episode(_WORKER["tasks"][0], _WORKER["policy"], seeds[0], indices[0], record[0], video_dir)
-        ]
-    return run_lockstep(_worker_tasks(len(indices)), _WORKER["policy"], seeds, indices, record, video_dir)
+    return _run_block(_worker_tasks(len(indices)), _WORKER["policy"], indices, seeds, record, video_dir)
 
 
 def evaluate(
@@ -393,11 +403,8 @@ def evaluate(
             ]
             try:
                 for b in blocks:
-                    if len(b) == 1:
-                        note(run_episode(task, policy, seed + b[0], b[0], b[0] in videos, vdir))
-                        continue
-                    for r in run_lockstep(
-                        tasks, policy, [seed + i for i in b], b, [i in videos for i in b], vdir
+                    for r in _run_block(
+                        tasks, policy, b, [seed + i for i in b], [i in videos for i in b], vdir
                     ):
                         note(r)
             finally:

@@ -70,6 +70,7 @@ class Demo:
         self.d = cfg["demo"]
         self.task = cfg["task"]
         self.timings: dict[str, float] = {}
+        self._banks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.store = out / "pusht.zarr"
         self.pairs = out / "pairs.npz"
         self.pretrain_dir = out / "pretrain"
@@ -287,11 +288,14 @@ class Demo:
         )
 
     def bank(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Retrieval latents and chunks of an exported policy, in store order."""
+        """Retrieval latents and chunks of an exported policy, in store order (read once: the
+        report's held-out error and neighbour grid both use the CLASS bank)."""
         from safetensors.numpy import load_file
 
-        bank = load_file(str(self.models[name] / "bank.safetensors"))
-        return bank["latents"], bank["chunks"]
+        if name not in self._banks:
+            bank = load_file(str(self.models[name] / "bank.safetensors"))
+            self._banks[name] = bank["latents"], bank["chunks"]
+        return self._banks[name]
 
     def holdout_error(self, name: str) -> dict[str, float]:
         from class_core.data.store import EpisodeStore
