@@ -218,6 +218,8 @@ def test_threshold_underestimate_is_corrected(
 
 
 def test_weights_rank_and_cdf() -> None:
+    from class_core.similarity.pairs import order_by_distance
+
     d = np.array([3.0, 1.0, 2.0, 2.0, 5.0])
     i = np.arange(5)
     j = i + 1
@@ -225,6 +227,14 @@ def test_weights_rank_and_cdf() -> None:
     # 1 - F(d), F = empirical CDF of the positive distances
     np.testing.assert_allclose(pair_weights(d, i, j, "cdf"), [0.2, 0.8, 0.4, 0.4, 0.0])
     assert pair_weights(np.array([1.0]), i[:1], j[:1], "rank")[0] == 1.0
+    # a precomputed (distance, i, j) order (what the engine passes) gives the same weights
+    rng = np.random.default_rng(3)
+    d2 = rng.integers(0, 20, 500).astype(np.float64)  # many ties
+    i2 = rng.permutation(500)
+    j2 = i2 + 1
+    for mode in ("rank", "cdf"):
+        given = pair_weights(d2, i2, j2, mode, order=order_by_distance(d2, i2, j2))
+        np.testing.assert_array_equal(given, pair_weights(d2, i2, j2, mode))
     x = walks(60)
     for mode in ("rank", "cdf"):
         ps = compute_pairs(x, PairConfig(quantile=0.1, weights=mode), progress=False)

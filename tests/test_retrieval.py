@@ -108,7 +108,7 @@ def test_approximate_indexes_recall_on_clustered_data(kind: str) -> None:
     assert recall_at_k(idx, exact_topk(bank, q, 64)) >= 0.99
 
 
-@pytest.mark.parametrize("kind", ["flat", "pca_flat", "hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["pca_flat", "hnsw", "ivf"])  # flat is rebuilt from the latents
 def test_index_serialisation_round_trip(kind: str) -> None:
     rng = np.random.default_rng(4)
     bank = clustered(rng, 1000, 32)
@@ -132,8 +132,11 @@ def test_bad_inputs_fail_clearly() -> None:
     index = KNNIndex.build(bank)
     with pytest.raises(ValueError, match="dimension 9"):
         index.search(np.zeros((1, 9), np.float32), 4)
+    hnsw = KNNIndex.build(bank, IndexConfig(kind="hnsw", candidates=16))
     with pytest.raises(ValueError, match="index holds"):
-        KNNIndex(index.index, bank[:10], IndexConfig())
+        KNNIndex(hnsw.index, bank[:10], hnsw.cfg)
+    with pytest.raises(ValueError, match="every kind but flat"):
+        KNNIndex(hnsw.index, bank, IndexConfig())
 
 
 def test_holdout_chunk_error_uses_other_episodes_only() -> None:
@@ -155,3 +158,20 @@ def test_holdout_chunk_error_uses_other_episodes_only() -> None:
         holdout_chunk_error(good, chunks, np.zeros(len(episode), int), k=1, tau=0.01)
     with pytest.raises(ValueError, match="differ in length"):
         holdout_chunk_error(good[:-1], chunks, episode, k=1, tau=0.01)
+
+
+def test_flat_search_is_exact_and_batch_independent() -> None:
+    rng = np.random.default_rng(8)
+    bank = clustered(rng, 700, 16)
+    bank[5] = bank[400]  # an exact tie: the lower index comes first
+    index = KNNIndex.build(bank)
+    assert index.index is None  # flat: one BLAS product, no FAISS copy of the bank
+    q = np.concatenate([bank[400:401], clustered(rng, 7, 16)])
+    sims, idx = index.search(q, 12)
+    assert idx[0, 0] == 5 and idx[0, 1] == 400
+    truth = np.argsort(-(q @ bank.T), axis=1, kind="stable")[:, :12]
+    np.testing.assert_array_equal(idx[1:], truth[1:])
+    for b in range(len(q)):
+        s1, i1 = index.search(q[b], 12)
+        np.testing.assert_array_equal(i1[0], idx[b])
+        np.testing.assert_allclose(s1[0], sims[b], rtol=1e-6)

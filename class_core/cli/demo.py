@@ -33,7 +33,7 @@ from class_core.io import atomic_write_text
 
 EPILOG = """\
 examples:
-  class-demo                                   # the README's main job (about 17 min on 2 idle cores)
+  class-demo                                   # the README's main job (16-21 min on 2 idle cores)
   class-demo demo.episodes=20 pretrain.train.max_steps=50 demo.eval_episodes=10   # a quick smoke run
   class-demo --config config/demo_pusht.yaml task.variant=rand-color --out runs/demo_rand
 
@@ -179,6 +179,7 @@ class Demo:
                     "--episodes", str(self.d["eval_episodes"]),
                     "--seed", str(self.d["eval_seed"]),
                     "--workers", str(self.d["workers"]),
+                    "--batch", str(self.d.get("eval_batch", 1)),
                     "--video-episodes", "0",
                     "--out", str(out),
                     "--no-progress",

@@ -25,6 +25,11 @@ def load_policy(task: Task, path: str, device: str = "cpu", threads: int | None 
 
     if threads:
         torch.set_num_threads(threads)
+        # numpy's BLAS (the flat k-NN search) too: two workers with two BLAS threads each
+        # contend for 2 cores; 50 one-at-a-time Push-T rollouts took 114 s instead of 69 s
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads, user_api="blas")
     policy = load(path, device=device)
     missing = [
         k for k in getattr(getattr(policy, "spec", None), "image_keys", ()) if k not in task.image_keys

@@ -702,7 +702,8 @@ def compute_pairs(
         take = order_by_distance(d64, lo, hi)[:k_pos]
         pi, pj, pd = lo[take], hi[take], d64[take]
         del lo, hi, d64, take
-        threshold = float(pd.max())
+        threshold = float(pd[-1])
+        by_distance: np.ndarray | None = np.arange(k_pos)  # pi, pj, pd are in (distance, i, j) order
     else:
         k = int(cfg.topk)
         manifest = {**key, "strip_rows": cfg.strip_rows, "seed": cfg.seed}
@@ -734,10 +735,11 @@ def compute_pairs(
         _, first = np.unique(code, return_index=True)
         pi, pj, pd = lo[first], hi[first], pd_all[first]
         threshold = float(pd.max()) if pd.size else 0.0
+        by_distance = None
 
+    w = pair_weights(pd, pi, pj, cfg.weights, order=by_distance)
     order = np.argsort(pi.astype(np.int64) * n + pj)  # (i, j) codes are unique: any sort kind
-    pi, pj, pd = pi[order].astype(np.int64), pj[order].astype(np.int64), pd[order]
-    w = pair_weights(pd, pi, pj, cfg.weights)
+    pi, pj, pd, w = pi[order].astype(np.int64), pj[order].astype(np.int64), pd[order], w[order]
     m_pairs = n * (n - 1) // 2
     meta = {
         **key,

@@ -46,13 +46,17 @@ def order_by_distance(distance: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.
     return order
 
 
-def pair_weights(distance: np.ndarray, i: np.ndarray, j: np.ndarray, mode: str = "rank") -> np.ndarray:
+def pair_weights(
+    distance: np.ndarray, i: np.ndarray, j: np.ndarray, mode: str = "rank", order: np.ndarray | None = None
+) -> np.ndarray:
     """Soft weights of K positive pairs from their distances.
 
     ``rank``: order the pairs by (distance, i, j) and give rank r = 0..K-1 the weight
     ``1 - r / (K - 1)`` (1 for the closest, 0 for the farthest; 1 if K == 1), as the authors do.
     ``cdf``: ``1 - F(d)`` with F the empirical CDF of the positive distances,
     ``F(d) = #{positives with distance <= d} / K``; tied distances share a weight, the farthest gets 0.
+    ``order``: ``order_by_distance(distance, i, j)`` when the caller has it already (the engine
+    does: it sorts the candidates to select them), so the K pairs are not sorted a second time.
     """
     if mode not in WEIGHT_MODES:
         raise ValueError(f"weights must be one of {WEIGHT_MODES}, got {mode!r}")
@@ -61,12 +65,13 @@ def pair_weights(distance: np.ndarray, i: np.ndarray, j: np.ndarray, mode: str =
     w = np.empty(k, dtype=np.float64)
     if k == 0:
         return w.astype(np.float32)
+    if order is None:
+        order = order_by_distance(d, i, j) if mode == "rank" else np.argsort(d)
     if mode == "rank":
-        order = order_by_distance(d, i, j)
         w[order] = 1.0 - np.arange(k) / (k - 1) if k > 1 else 1.0
     else:
-        srt = np.sort(d)
-        w = 1.0 - np.searchsorted(srt, d, side="right") / k
+        srt = d[order]
+        w[order] = 1.0 - np.searchsorted(srt, srt, side="right") / k
     return w.astype(np.float32)
 
 
