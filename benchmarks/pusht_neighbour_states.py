@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from pusht_state_knn import features  # the state metric of the state-kNN study (benchmarks/)
 from safetensors.numpy import load_file
 
 from class_core.data.store import EpisodeStore
@@ -43,8 +44,7 @@ def main() -> None:
         sim[same] = -np.inf
         report(name, state, q, sim.argmax(1))
     for agent_w in (1.0, 0.3):
-        angle = np.stack([np.cos(state[:, 4]), np.sin(state[:, 4])], 1) * 44.0
-        f = np.concatenate([state[:, :2] * agent_w, state[:, 2:4], angle], 1)
+        f = features(state, angle_scale=44.0 / 512.0, agent_weight=agent_w)
         dist = (f[q] ** 2).sum(1)[:, None] + (f**2).sum(1)[None] - 2 * f[q] @ f.T
         dist[same] = np.inf
         report(f"state, agent weight {agent_w}", state, q, dist.argmin(1))
