@@ -135,6 +135,21 @@ class ColoredPushTEnv(PushTEnv):
         self._apply_shape_colors()
         self._base = None
 
+    def _get_coverage(self) -> float:
+        """gym-pusht's coverage (same shapely geometry, same value), with the goal's geometry and
+        area kept between steps: rebuilding them took ~0.2 of its ~0.5 ms per step."""
+        from gym_pusht.envs.pusht import pymunk_to_shapely
+
+        shapes = self.block.shapes
+        key = (tuple(np.asarray(self.goal_pose, dtype=np.float64).tolist()),
+               tuple(tuple(v) for shape in shapes for v in shape.get_vertices()))  # fmt: skip
+        if getattr(self, "_goal_cache", (None,))[0] != key:
+            goal = pymunk_to_shapely(self.get_goal_pose_body(self.goal_pose), shapes)
+            self._goal_cache = (key, goal, goal.area)
+        _, goal, goal_area = self._goal_cache
+        block = pymunk_to_shapely(self.block, shapes)
+        return goal.intersection(block).area / goal_area
+
     def _base_surface(self) -> pygame.Surface:
         """Background and goal: they never move within an episode."""
         if self._base is None:
@@ -256,7 +271,8 @@ class PushTTask(Task):
         _, reward, _, _, info = self.env.step(action)
         self.last_coverage = float(info["coverage"])
         out = {"coverage": self.last_coverage, "reward": float(reward)}
-        return self.observe(), bool(info["is_success"]), out
+        # rendering costs more than the physics step (~0.46 vs ~0.32 ms): only when it is read
+        return ({} if self.skip_obs() else self.observe()), bool(info["is_success"]), out
 
     @property
     def success_threshold(self) -> float:

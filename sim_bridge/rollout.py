@@ -152,10 +152,13 @@ class _Episode:
         self.info: dict[str, Any] = {}
         self.best: float | None = None
 
-    def step(self, action: Any, latency_ms: float) -> None:
+    def step(self, action: Any, latency_ms: float, policy: Any = None) -> None:
+        """``policy``: the one that chose ``action``; if it will not read the next observation
+        (``reads_observation()`` False), the task may skip rendering it."""
         task = self.task
         self.latencies.append(latency_ms)
-        self.obs, self.success, self.info = task.step(np.asarray(action))
+        observe = policy is None or not hasattr(policy, "reads_observation") or policy.reads_observation()
+        self.obs, self.success, self.info = task.step(np.asarray(action), observe=observe)
         if task.progress_key is not None:
             value = float(self.info[task.progress_key])
             self.best = value if self.best is None else max(self.best, value)
@@ -203,7 +206,7 @@ def run_episode(
     while not ep.done:
         t = time.perf_counter()
         action = policy.select_action(ep.obs)
-        ep.step(action, (time.perf_counter() - t) * 1e3)
+        ep.step(action, (time.perf_counter() - t) * 1e3, policy)
     return ep.result()
 
 
@@ -246,7 +249,7 @@ def run_lockstep(
         actions = policy.select_actions([forks[i] for i in live], [eps[i].obs for i in live])
         ms = (time.perf_counter() - t) * 1e3
         for i, action in zip(live, actions, strict=True):
-            eps[i].step(action, ms)
+            eps[i].step(action, ms, forks[i])
     return [ep.result() for ep in eps]
 
 

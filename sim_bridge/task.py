@@ -54,6 +54,8 @@ class Task(ABC):
     def __init__(self) -> None:
         self._steps = 0
         self._needs_reset = True
+        #: set by ``step(observe=...)`` for ``_step``: False lets a task skip rendering (``skip_obs``)
+        self._want_obs = True
 
     # --- the public interface ---------------------------------------------------------------
     def reset(self, seed: int | None = None) -> Obs:
@@ -66,8 +68,13 @@ class Task(ABC):
         self._needs_reset = False
         return obs
 
-    def step(self, action: np.ndarray) -> tuple[Obs, bool, dict[str, Any]]:
-        """Apply one action; return (obs, success, info)."""
+    def step(self, action: np.ndarray, observe: bool = True) -> tuple[Obs, bool, dict[str, Any]]:
+        """Apply one action; return (obs, success, info).
+
+        ``observe=False``: the caller will not read this observation (a policy between two
+        predictions, ``Policy.reads_observation``), so a task whose rendering is a separate cost
+        (Push-T) returns an empty dict instead; the others return it anyway. Success and info do
+        not depend on it."""
         if self._needs_reset:
             raise RuntimeError(f"{self.name}: step() called before reset()")
         if self._steps >= self.max_steps:
@@ -79,7 +86,11 @@ class Task(ABC):
             raise ValueError(f"{self.name}: action must have shape ({self.action_dim},), got {a.shape}")
         if not np.isfinite(a).all():
             raise ValueError(f"{self.name}: action has a non-finite value: {a.tolist()}")
-        obs, success, info = self._step(a)
+        self._want_obs = bool(observe)
+        try:
+            obs, success, info = self._step(a)
+        finally:
+            self._want_obs = True
         self._steps += 1
         info["step"] = self._steps
         info["truncated"] = self._steps >= self.max_steps
@@ -97,6 +108,10 @@ class Task(ABC):
     def observe(self) -> Obs:
         """The current observation without stepping."""
         raise NotImplementedError(f"{self.name}: observe() is not implemented")
+
+    def skip_obs(self) -> bool:
+        """For ``_step``: True when the caller of ``step`` declined this step's observation."""
+        return not self._want_obs
 
     def privileged_state(self) -> np.ndarray:
         """Simulator state a policy never sees (stored as ``state`` by class-collect)."""

@@ -241,3 +241,57 @@ def test_lockstep_batches(tmp_path):
         evaluate("pusht", "fixed-color", scripted_policy, 2, task_kwargs=kw, progress=False, batch=2)
     with pytest.raises(ValueError, match="batch must be >= 1"):
         evaluate("pusht", "fixed-color", factory, 2, progress=False, batch=0)
+
+
+def test_rollouts_render_only_the_observations_a_policy_reads(tmp_path):
+    """A chunking policy with one observation step reads an observation only when it predicts
+    (every T_a steps), so rollouts let Push-T skip rendering the others: the same episode, with
+    one render per prediction instead of one per step."""
+    pytest.importorskip("torch")
+    import copy
+
+    from class_core.cli.eval import load_policy
+    from class_core.deploy.demo_artifact import make_demo_artifact
+    from sim_bridge.rollout import run_episode, run_lockstep
+    from sim_bridge.task import make_task
+
+    art = make_demo_artifact(tmp_path / "demo_policy", n_episodes=2, steps=30)
+    with make_task("pusht", "fixed-color", max_steps=30) as task:
+        policy = load_policy(task, str(art))
+        t_a = policy.n_action_steps
+        assert policy.spec.n_obs_steps == 1 and 1 < t_a < 30
+        obs = task.reset(3)
+        reads = []
+        for _ in range(2 * t_a):
+            reads.append(policy.reads_observation())
+            policy.select_action(obs if reads[-1] else {})
+        assert reads == ([True] + [False] * (t_a - 1)) * 2
+        policy.reset()
+        with pytest.raises((KeyError, ValueError), match="image"):
+            policy.select_action({})  # a prediction needs its observation
+
+        class ReadsAll(type(policy)):  # type: ignore[misc]
+            def reads_observation(self) -> bool:
+                return True
+
+        every = copy.copy(policy)
+        every.__class__ = ReadsAll
+        renders = {"n": 0}
+        render_obs = task.env.render_obs
+
+        def counted():  # type: ignore[no-untyped-def]
+            renders["n"] += 1
+            return render_obs()
+
+        task.env.render_obs = counted
+        results = []
+        for pol in (every, policy):
+            renders["n"] = 0
+            r = run_episode(task, pol, seed=5)
+            results.append((r.steps, r.success, r.max_progress, r.final_info["coverage"], renders["n"]))
+        (steps, *same, n_all), (steps2, *same2, n_read) = results
+        assert (steps, same) == (steps2, same2) and steps == 30
+        assert n_all == steps + 1 and n_read == -(-steps // t_a)  # reset + one per step / prediction
+        renders["n"] = 0
+        lock = run_lockstep([task], policy, [5], [0])
+        assert (lock[0].steps, lock[0].max_progress) == (steps, same[1]) and renders["n"] == n_read

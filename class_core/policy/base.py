@@ -276,12 +276,21 @@ class Policy:
 
     def select_action(self, obs: Mapping[str, Any]) -> np.ndarray:
         """-> float32 (D,): the next action of the queued chunk, predicting a new chunk of which
-        ``T_a`` steps are queued when the queue runs empty."""
-        self._observe(obs)
+        ``T_a`` steps are queued when the queue runs empty. ``obs`` is not read while
+        ``reads_observation()`` is False (it may then be empty)."""
+        if self.reads_observation():
+            self._observe(obs)
         if not self._queue:
             chunk = self._predict(list(self._history))
             self._queue.extend(chunk[: self.spec.n_action_steps])
         return self._queue.popleft()
+
+    def reads_observation(self) -> bool:
+        """Whether the next ``select_action`` reads its observation: when it predicts (the queue is
+        empty) or keeps a history of more than one step. With ``n_obs_steps`` 1 an observation
+        between predictions would only be replaced by the next one, so rollouts may skip
+        rendering it (``Task.step(..., observe=False)``)."""
+        return not self._queue or self.spec.n_obs_steps > 1
 
     # -- many episodes in lockstep (batched inference) ----------------------------------------
     def fork(self) -> Policy:
@@ -301,7 +310,8 @@ class Policy:
         if len(forks) != len(observations):
             raise ValueError(f"select_actions: {len(forks)} forks but {len(observations)} observations")
         for f, obs in zip(forks, observations, strict=True):
-            f._observe(obs)
+            if f.reads_observation():
+                f._observe(obs)
         need = [i for i, f in enumerate(forks) if not f._queue]
         if need:
             chunks = self._predict_many([list(forks[i]._history) for i in need])
