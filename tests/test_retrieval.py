@@ -175,3 +175,22 @@ def test_flat_search_is_exact_and_batch_independent() -> None:
         s1, i1 = index.search(q[b], 12)
         np.testing.assert_array_equal(i1[0], idx[b])
         np.testing.assert_allclose(s1[0], sims[b], rtol=1e-6)
+
+
+def test_flat_search_does_not_depend_on_blas_threads() -> None:
+    """OpenBLAS's sgemm sums over the latent dimension in an order that depends on its thread
+    count (here for d = 1026, the Push-T latent size), which flipped near-tie neighbours between
+    ``class-eval --workers 1`` and ``--workers 2``. The flat search runs on one BLAS thread, so
+    its similarities are the same whatever the process allows."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(3)
+    bank = clustered(rng, 2000, 1026)
+    index = KNNIndex.build(bank)
+    q = clustered(rng, 50, 1026)
+    got = []
+    for threads in (2, 1):
+        with threadpool_limits(threads, user_api="blas"):
+            got.append(index.search(q, 16))
+    np.testing.assert_array_equal(got[0][0], got[1][0])
+    np.testing.assert_array_equal(got[0][1], got[1][1])

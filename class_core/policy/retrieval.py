@@ -8,7 +8,8 @@ and any rot6d part of the result is projected back onto rotations (Gram-Schmidt)
 Index kinds (``IndexConfig.kind``):
 - ``flat``: exact inner products over the full latents, one BLAS matrix product per batch of
   queries (no FAISS object: FAISS's ``IndexFlatIP`` measured 1.3x slower for one query and 8x
-  slower for 50 on a 28k x 1026 bank here, and held a second copy of the bank).
+  slower for 50 on a 28k x 1026 bank here, and held a second copy of the bank), on one BLAS
+  thread so that the result does not depend on the machine's or the process's thread count.
 - ``pca_flat``: PCA to ``pca_dim`` then exact L2 search there; ``candidates`` hits are re-ranked
   by exact cosine on the full latents. For unit vectors L2 = 2 - 2 cos, and PCA keeps L2
   distances (it centres, which would bias inner products).
@@ -89,6 +90,23 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     n = np.linalg.norm(x, axis=axis, keepdims=True)
     return x / np.maximum(n, 1e-12)
+
+
+_BLAS: Any = None  # threadpoolctl's controller, made on first use
+
+
+def _one_blas_thread() -> Any:
+    """A context with numpy's BLAS on one thread. OpenBLAS's sgemm sums in an order that depends
+    on its thread count: with 2 threads instead of 1 the similarities of a batch of queries
+    differed in the last bits, enough to flip near-tie neighbours and change 5 of 200 Push-T
+    rollouts; a rollout's result then depended on ``class-eval --workers``. A row's similarities
+    on one thread do not depend on the batch it is in."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 def _set_threads(n_queries: int) -> None:
@@ -172,7 +190,8 @@ class KNNIndex:
             raise ValueError(f"query latent has dimension {q.shape[1]}, the bank has {self.dim}")
         k = min(k, self.n)
         if self.index is None:  # flat: exact, one BLAS product
-            sims = q @ self.latents.T
+            with _one_blas_thread():
+                sims = q @ self.latents.T
             part = _best_k(sims, k)
             return np.take_along_axis(sims, part, axis=1), part.astype(np.int64)
         _set_threads(q.shape[0])
