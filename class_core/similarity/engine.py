@@ -171,6 +171,13 @@ class _Prepared:
     order: np.ndarray  # sorted position -> original index
     kb: np.ndarray  # (4, D, N / LANES) first/last-step boxes of aligned column blocks
     _dot: tuple[np.ndarray, float] | None = None  # dtw.dot_layout, made on first use (dot())
+    _x64: np.ndarray | None = None  # x in float64, made on first use (x64())
+
+    def x64(self) -> np.ndarray:
+        """``x`` in float64: the exact DTW of candidates (built on first use)."""
+        if self._x64 is None:
+            self._x64 = self.x.astype(np.float64)
+        return self._x64
 
     def dot(self) -> tuple[np.ndarray, float]:
         """(xb, radius): the block layout of the dense-block path (``dtw.dot_layout``) and the bound
@@ -294,7 +301,7 @@ def _strip_numba(
     for c0 in range(r0, max(c_end, r0 + 1), tile_cols):
         c1 = min(n, c0 + tile_cols)
         out_j = np.empty((rows, c1 - c0), dtype=np.int64)
-        out_d = np.empty((rows, c1 - c0), dtype=np.float32)
+        out_d = np.empty((rows, c1 - c0), dtype=np.float64)
         out_n = np.zeros(rows, dtype=np.int64)
         st = np.zeros((rows, 3), dtype=np.int64)
         # rows differ in work (row length, pruning): hand them to the threads in small chunks
@@ -302,6 +309,7 @@ def _strip_numba(
         with numba.parallel_chunksize(2):
             kernels.strip_candidates(
                 prep.x,
+                prep.x64(),
                 prep.xt,
                 prep.bmin,
                 prep.bmax,
@@ -330,7 +338,7 @@ def _strip_numba(
     return {
         "i": np.concatenate(parts_i) if parts_i else np.empty(0, np.int64),
         "j": np.concatenate(parts_j) if parts_j else np.empty(0, np.int64),
-        "d": np.concatenate(parts_d) if parts_d else np.empty(0, np.float32),
+        "d": np.concatenate(parts_d) if parts_d else np.empty(0, np.float64),
         "stats": stats,
     }
 
@@ -674,7 +682,10 @@ def compute_pairs(
                 assert res_all is not None
                 ci = np.concatenate([r["i"] for r in res_all])
                 cj = np.concatenate([r["j"] for r in res_all])
-                cd = np.concatenate([r["d"] for r in res_all])
+                # numba strips hold exact float64 distances; torch strips (and strips a workdir
+                # kept from before that change) float32 ones, recomputed below
+                exact = np.concatenate([np.full(r["d"].size, r["d"].dtype == np.float64) for r in res_all])
+                cd = np.concatenate([r["d"].astype(np.float64, copy=False) for r in res_all])
                 stats = np.sum([r["stats"] for r in res_all], axis=0)
                 if ci.size < k_pos:
                     verdict = thr * 1.5 + 1e-12  # estimate too low (unlikely): widen and rerun
@@ -691,10 +702,13 @@ def compute_pairs(
             raise RuntimeError("threshold search did not converge")  # pragma: no cover
         if rank != 0:
             return None
-        sel = cd <= np.float32(v * (1 + REL_MARGIN))
-        ci, cj = ci[sel], cj[sel]
+        sel = cd <= v * (1 + REL_MARGIN)
+        ci, cj, d64, exact = ci[sel], cj[sel], cd[sel], exact[sel]
         del res_all, cd, sel  # the candidate lists: keep the peak RSS down (N = 30k: ~12M pairs)
-        d64 = pair_distances(prep.x.astype(np.float64), ci, cj, cfg.cost, cfg.band)
+        if not exact.all():
+            redo = np.flatnonzero(~exact)
+            d64[redo] = pair_distances(prep.x64(), ci[redo], cj[redo], cfg.cost, cfg.band)
+        del exact
         oi, oj = prep.order[ci], prep.order[cj]
         del ci, cj
         lo, hi = np.minimum(oi, oj), np.maximum(oi, oj)
@@ -721,7 +735,7 @@ def compute_pairs(
         ci = np.concatenate([r["i"] for r in res_all])
         cj = np.concatenate([r["j"] for r in res_all])
         stats = np.sum([r["stats"] for r in res_all], axis=0)
-        d64 = pair_distances(prep.x.astype(np.float64), ci, cj, cfg.cost, cfg.band)
+        d64 = pair_distances(prep.x64(), ci, cj, cfg.cost, cfg.band)
         oi, oj = prep.order[ci], prep.order[cj]
         order = np.lexsort((oj, d64, oi))  # per anchor: by distance, ties by smaller j
         oi, oj, d64 = oi[order], oj[order], d64[order]

@@ -158,7 +158,7 @@ def _gate(st, total, hit, computed, num, den, warm, every):
 
 @njit(cache=True, fastmath=FASTMATH)
 def _exact_flush(X, a, queue, nq, band, euclid, thr, zero, inf, bt, cst, prev, cur, res, row_j, row_d, n):
-    """Exact float32 DTW of anchor ``a`` against the first ``m = min(nq, LANES)`` queued candidates;
+    """Exact DTW (in X's dtype) of anchor ``a`` against the first ``m = min(nq, LANES)`` queued candidates;
     those within ``thr`` are appended to ``row_j``/``row_d`` from index ``n``, and the ``m`` are
     removed from the front of ``queue``. Returns (new n, m)."""
     m = min(nq, LANES)
@@ -177,6 +177,7 @@ def _exact_flush(X, a, queue, nq, band, euclid, thr, zero, inf, bt, cst, prev, c
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def strip_candidates(
     X,
+    X64,
     Xt,
     bmin,
     bmax,
@@ -198,7 +199,11 @@ def strip_candidates(
     stats,
     group=GROUP,
 ):
-    """Pairs (i, j), r0 <= i < r1, max(i+1, c0) <= j < min(c1, jmax[i]), with float32 DTW <= thr.
+    """Pairs (i, j), r0 <= i < r1, max(i+1, c0) <= j < min(c1, jmax[i]), with DTW <= thr.
+
+    Bounds and prefilters run on the float32 chunks ``X``; the DTW of every pair that passes them
+    is computed once, exactly, on ``X64`` (the same chunks in float64), so ``out_d`` (float64)
+    holds final distances and the engine recomputes nothing.
 
     Row ``i - r0`` of ``out_j``/``out_d`` receives its candidates, ``out_n`` their count;
     ``stats[i - r0]`` = (pairs in range, pairs surviving the lower bounds, lanes computed).
@@ -223,6 +228,9 @@ def strip_candidates(
     D = X.shape[2]
     inf = np.float32(np.inf)
     zero = np.float32(0.0)
+    inf64 = np.float64(np.inf)
+    zero64 = np.float64(0.0)
+    thr64 = np.float64(thr)
     use_dot = thr_dot < inf
     H = T // 2 if T >= 4 else T
     w = LANES if use_dot else 0
@@ -244,12 +252,16 @@ def strip_candidates(
         cnt = np.zeros((rows, 7), dtype=np.int64)
         if blk_hi >= blk_lo:
             # scratch, shared by the rows of the group (each row's block work is self-contained)
-            bt = np.empty((D, T * LANES), dtype=np.float32)
             cst = np.empty(T * LANES, dtype=np.float32)
             prev = np.empty(T * LANES, dtype=np.float32)
             cur = np.empty(T * LANES, dtype=np.float32)
-            res = np.empty(LANES, dtype=np.float32)
             lb = np.empty(LANES, dtype=np.float32)
+            # the exact DTW of the pairs that pass the bounds and prefilters: float64
+            bt64 = np.empty((D, T * LANES), dtype=np.float64)
+            cst64 = np.empty(T * LANES, dtype=np.float64)
+            prev64 = np.empty(T * LANES, dtype=np.float64)
+            cur64 = np.empty(T * LANES, dtype=np.float64)
+            res64 = np.empty(LANES, dtype=np.float64)
             e = np.empty(LANES, dtype=np.float32)
             b1 = np.empty(LANES, dtype=np.float32)
             b2 = np.empty(LANES, dtype=np.float32)
@@ -293,6 +305,7 @@ def strip_candidates(
                     i = i0 + g
                     r = i - r0
                     a = X[i]
+                    a64 = X64[i]
                     amin = amin_g[g]
                     amax = amax_g[g]
                     pend = pend_g[g]
@@ -410,8 +423,9 @@ def strip_candidates(
                     last = j0 + nb >= jhi
                     while npend >= LANES or (last and npend > 0):
                         st2 += LANES
-                        n, m = _exact_flush(X, a, pend, npend, band, euclid, thr, zero, inf,
-                                            bt, cst, prev, cur, res, out_j[r], out_d[r], n)  # fmt: skip
+                        n, m = _exact_flush(X64, a64, pend, npend, band, euclid, thr64, zero64,
+                                            inf64, bt64, cst64, prev64, cur64, res64, out_j[r],
+                                            out_d[r], n)  # fmt: skip
                         st1 += m
                         npend -= m
                     while nq >= LANES or (last and nq > 0):
@@ -439,8 +453,9 @@ def strip_candidates(
                         nq -= m
                     while nchk >= LANES or (last and nchk > 0):
                         st2 += LANES
-                        n, m = _exact_flush(X, a, chk, nchk, band, euclid, thr, zero, inf,
-                                            bt, cst, prev, cur, res, out_j[r], out_d[r], n)  # fmt: skip
+                        n, m = _exact_flush(X64, a64, chk, nchk, band, euclid, thr64, zero64,
+                                            inf64, bt64, cst64, prev64, cur64, res64, out_j[r],
+                                            out_d[r], n)  # fmt: skip
                         nchk -= m
                     cnt[g, 0] = n
                     cnt[g, 1] = st0
