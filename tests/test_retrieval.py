@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -194,3 +195,26 @@ def test_flat_search_does_not_depend_on_blas_threads() -> None:
             got.append(index.search(q, 16))
     np.testing.assert_array_equal(got[0][0], got[1][0])
     np.testing.assert_array_equal(got[0][1], got[1][1])
+
+
+def test_search_threads_can_be_capped() -> None:
+    """Rollout workers cap FAISS's OpenMP threads at their share of the cores (load_policy):
+    a batched search then uses that many, not every core."""
+    import faiss
+
+    from class_core.policy.retrieval import limit_search_threads
+
+    rng = np.random.default_rng(4)
+    bank = clustered(rng, 600, 16)
+    index = KNNIndex.build(bank, IndexConfig(kind="ivf", nlist=4, nprobe=4, pca_dim=0))
+    q = clustered(rng, 8, 16)
+    try:
+        limit_search_threads(1)
+        capped = index.search(q, 5)
+        assert faiss.omp_get_max_threads() == 1
+        limit_search_threads(None)
+        free = index.search(q, 5)
+        assert faiss.omp_get_max_threads() == max(1, os.cpu_count() or 1)
+    finally:
+        limit_search_threads(None)
+    np.testing.assert_array_equal(capped[1], free[1])

@@ -29,7 +29,10 @@ def load_policy(task: Task, path: str, device: str = "cpu", threads: int | None 
         # contend for 2 cores; 50 one-at-a-time Push-T rollouts took 114 s instead of 69 s
         from threadpoolctl import threadpool_limits
 
+        from class_core.policy.retrieval import limit_search_threads
+
         threadpool_limits(threads, user_api="blas")
+        limit_search_threads(threads)  # FAISS's OpenMP (pca_flat, hnsw, ivf indexes)
     policy = load(path, device=device)
     missing = [
         k for k in getattr(getattr(policy, "spec", None), "image_keys", ()) if k not in task.image_keys
