@@ -114,8 +114,9 @@ _MAX_SEARCH_THREADS: int | None = None  # limit_search_threads
 
 def limit_search_threads(n: int | None) -> None:
     """Cap the OpenMP threads of FAISS searches in this process (``None``: all cores). Rollout
-    workers take one core each (``class_core.cli.eval.load_policy``): two workers searching an
-    IVF index of the demo's bank with 2 threads each took 1.65x as long as with one (HNSW 1.25x)."""
+    workers take one core each (``class_core.cli.eval.load_policy``): two workers searching a 28k
+    bank with 2 threads each took 1.4x (IVF) and 1.7x (HNSW) as long as with one each
+    (benchmarks/search_threads_bench.py)."""
     global _MAX_SEARCH_THREADS
     _MAX_SEARCH_THREADS = None if n is None else max(1, int(n))
 
