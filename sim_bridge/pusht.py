@@ -137,7 +137,7 @@ class ColoredPushTEnv(PushTEnv):
 
     def _get_coverage(self) -> float:
         """gym-pusht's coverage (same shapely geometry, same value), with the goal's geometry and
-        area kept between steps: rebuilding them took ~0.2 of its ~0.5 ms per step."""
+        area kept between steps: 0.11 instead of 0.19 ms per step here."""
         from gym_pusht.envs.pusht import pymunk_to_shapely
 
         shapes = self.block.shapes
