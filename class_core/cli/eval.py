@@ -25,8 +25,8 @@ def load_policy(task: Task, path: str, device: str = "cpu", threads: int | None 
 
     if threads:
         torch.set_num_threads(threads)
-        # numpy's BLAS (the flat k-NN search) too: two workers with two BLAS threads each
-        # contend for 2 cores; 50 one-at-a-time Push-T rollouts took 114 s instead of 69 s
+        # numpy's BLAS and FAISS's OpenMP too: a worker keeps to its share of the cores (the
+        # flat k-NN product runs on one BLAS thread in any case, retrieval._one_blas_thread)
         from threadpoolctl import threadpool_limits
 
         from class_core.policy.retrieval import limit_search_threads
