@@ -17,6 +17,8 @@ from class_core.similarity.dtw import (
     LANES,
     _sq_cost_row,
     check_band,
+    corner_size,
+    dot_corner,
     dot_layout,
     dot_threshold,
     dtw_lanes_dot,
@@ -193,3 +195,52 @@ def test_dot_kernel_stays_within_its_error_bound(t: int, d: int) -> None:
             # early abandoning: a threshold below every distance fills the block with inf
             dtw_lanes_dot(a2, na, xb[blk], b, np.float32(-1.0), inf, cst, cst.copy(), cst.copy(), out)
             assert t < 5 or np.all(out == inf)
+
+
+def _corner_bound_ref(a: np.ndarray, b: np.ndarray, k: int, band: int | None) -> float:
+    """float64 minimum of the DP over the k x k corner on its last row and column (brute force)."""
+    t = a.shape[0]
+    dp = np.full((k, k), np.inf)
+    for p in range(k):
+        for q in range(k):
+            if band is not None and abs(p - q) > band:
+                continue
+            best = 0.0 if p == q == 0 else min(
+                dp[p - 1, q] if p else np.inf, dp[p, q - 1] if q else np.inf, dp[p - 1, q - 1] if p and q else np.inf
+            )
+            dp[p, q] = float(((a[p] - b[q]) ** 2).sum()) + best
+    if k == t:
+        return float(dp[k - 1, k - 1])
+    return float(min(dp[k - 1].min(), dp[:, k - 1].min()))
+
+
+@pytest.mark.parametrize("t,d", [(16, 10), (9, 3), (3, 2), (1, 1)])
+def test_corner_bound_is_a_lower_bound_of_dtw(t: int, d: int) -> None:
+    """``dot_corner`` = the brute-force corner bound (to float32 error), never above the DTW of the
+    same pair plus the prefilter's error margin: pairs it removes are never positives."""
+    rng = np.random.default_rng(t * 10 + d)
+    n = 40
+    x = (np.cumsum(rng.normal(size=(n, t, d)), axis=1) + 2).astype(np.float32)
+    xb, radius = dot_layout(x)
+    dp = xb.shape[1] - 1
+    k = corner_size(t)
+    assert k == (9 if t == 16 else t if t < 4 else t // 2 + 1)
+    inf = np.float32(np.inf)
+    cst = np.empty(t * LANES, np.float32)
+    out = np.empty(LANES, np.float32)
+    tight = 0
+    for band in (None, 0, 2):
+        b = check_band(band)
+        for i in (0, 7, 33):
+            a = xb[i // LANES][:, i % LANES :: LANES]  # (dp + 1, t), the layout's step order
+            a2 = np.ascontiguousarray(-2 * a[:dp].T)
+            na = np.ascontiguousarray(a[dp])
+            dot_corner(a2, na, xb[0], b, k, inf, cst, cst.copy(), cst.copy(), out)
+            for lane in range(LANES):
+                c = xb[0][:, lane::LANES]
+                ref = _corner_bound_ref(a[:dp].T.astype(np.float64), c[:dp].T.astype(np.float64), k, band)
+                assert out[lane] == pytest.approx(ref, rel=1e-4, abs=1e-2)
+                full = dtw_distance(x[i], x[lane], band=band)
+                assert out[lane] <= dot_threshold(full, t, dp, radius)
+                tight += ref > 0.5 * full
+    assert tight > 0  # the bound is not trivially 0

@@ -36,7 +36,15 @@ from tqdm import tqdm
 
 from class_core.io import atomic_save_npz, atomic_write_text
 from class_core.similarity import kernels
-from class_core.similarity.dtw import LANES, check_band, check_cost, dot_layout, dot_threshold, pair_distances
+from class_core.similarity.dtw import (
+    LANES,
+    check_band,
+    check_cost,
+    corner_size,
+    dot_layout,
+    dot_threshold,
+    pair_distances,
+)
 from class_core.similarity.pairs import FORMAT, WEIGHT_MODES, PairSet, order_by_distance, pair_weights
 
 ENGINE_VERSION = "2"  # 2: sort direction via eigh (strip files of 1 index another order)
@@ -44,8 +52,8 @@ BACKENDS = ("numba", "torch")
 # float32 DTW of T=16 steps is within ~1e-6 relative of the float64 value; 1e-4 is a wide margin
 REL_MARGIN = 1e-4
 # the dot-product prefilter is used while at most DOT_MAX_PASS of the pairs surviving LB_Kim are
-# positives (each costs the prefilter plus an exact DTW) and at least DOT_MIN_KILL of them are
-# abandoned after the first T/2 rows (engine._dot_pays)
+# positives (each costs the prefilter plus an exact DTW) and the corner bound (dtw.dot_corner)
+# removes at least DOT_MIN_KILL of them (engine._dot_pays)
 DOT_MAX_PASS = 0.25
 DOT_MIN_KILL = 0.6
 DOT_MAX_BOX = 0.5  # ... and the box bound, which dense blocks skip, prunes at most this share
@@ -516,10 +524,11 @@ def _sample_threshold(prep: _Prepared, cfg: PairConfig, band: int, euclid: bool)
 def _dot_pays(prep: _Prepared, cfg: PairConfig, thr: float, euclid: bool) -> bool:
     """Whether the dot-product prefilter (``dtw.dot_rows``) should run on dense blocks.
 
-    A dense block skips the box bound and computes the first T/2 DP rows of all its lanes with half
-    the flops; lanes whose row minimum stays under the threshold then finish (gathered), and those
-    under it at the end are computed again exactly. That pays where most pairs surviving LB_Kim
-    die within T/2 rows and few are positives: random walks (~80 % die, ~3 % positives), not
+    A dense block skips the box bound and computes the corner bound of all its lanes
+    (``dtw.dot_corner``, the DP's first k x k cells with half the flops); lanes under the threshold
+    then get their whole DP (gathered), and those under it at the end are computed again exactly.
+    That pays where the corner removes most pairs surviving LB_Kim and few are positives: random
+    walks (~84 % removed, ~3 % positives), not
     demonstration chunks (the box bound prunes them better). Estimated on a few thousand random
     pairs that survive LB_Kim. Results never depend on the choice, only the speed.
     """
@@ -549,24 +558,28 @@ def _dot_pays(prep: _Prepared, cfg: PairConfig, thr: float, euclid: bool) -> boo
     d = pair_distances(x, i, j, cfg.cost, cfg.band)
     if float(np.mean(d <= thr)) > DOT_MAX_PASS:
         return False
-    # share of them whose DP row minimum exceeds thr after the first T/2 rows, in the step order
-    # of the layout (dtw.dot_layout may reverse it)
+    # share of them whose corner bound exceeds thr, in the step order of the layout
+    # (dtw.dot_layout may reverse it)
     blocks = prep.dot()[0]
     xb = blocks.reshape(blocks.shape[0], blocks.shape[1], t, LANES)[:, :-1]  # (blocks, D', T, L)
     a = xb[i // LANES, :, :, i % LANES].transpose(0, 2, 1).astype(np.float64)  # (pairs, T, D')
     b = xb[j // LANES, :, :, j % LANES].transpose(0, 2, 1).astype(np.float64)
-    h = t // 2 if t >= 4 else t
-    q_idx = np.arange(t)
-    prev = np.zeros((i.size, t))
-    # local costs of the h rows at once (|a|^2 + |b|^2 - 2 a.b; einsum, no BLAS threads)
-    cost = np.einsum("npd,npd->np", a[:, :h], a[:, :h])[:, :, None] + np.einsum("nqd,nqd->nq", b, b)[:, None]
-    cost = np.maximum(cost - 2.0 * np.einsum("npd,nqd->npq", a[:, :h], b), 0.0)
-    for p in range(h):
+    k = corner_size(t)
+    q_idx = np.arange(k)
+    # local costs of the k x k corner at once (|a|^2 + |b|^2 - 2 a.b; einsum, no BLAS threads)
+    cost = (
+        np.einsum("npd,npd->np", a[:, :k], a[:, :k])[:, :, None]
+        + np.einsum("nqd,nqd->nq", b[:, :k], b[:, :k])[:, None]
+    )
+    cost = np.maximum(cost - 2.0 * np.einsum("npd,nqd->npq", a[:, :k], b[:, :k]), 0.0)
+    prev = np.zeros((i.size, k))
+    exit_min = np.full(i.size, np.inf)  # column k - 1 over the rows
+    for p in range(k):
         c = cost[:, p]
         if cfg.band is not None:
             c[:, np.abs(q_idx - p) > cfg.band] = np.inf
         cur = np.empty_like(c)
-        for q in range(t):
+        for q in range(k):
             if p == 0:
                 best = cur[:, q - 1] if q > 0 else 0.0
             elif q == 0:
@@ -574,8 +587,12 @@ def _dot_pays(prep: _Prepared, cfg: PairConfig, thr: float, euclid: bool) -> boo
             else:
                 best = np.minimum(np.minimum(prev[:, q], prev[:, q - 1]), cur[:, q - 1])
             cur[:, q] = c[:, q] + best
+        exit_min = np.minimum(exit_min, cur[:, k - 1])
         prev = cur
-    return float(np.mean(prev.min(axis=1) > thr)) >= DOT_MIN_KILL
+    # dtw.dot_corner: the minimum of the corner's last row and column (the whole DP's last cell
+    # when the corner is the whole chunk)
+    bound = prev[:, k - 1] if k == t else np.minimum(prev.min(axis=1), exit_min)
+    return float(np.mean(bound > thr)) >= DOT_MIN_KILL
 
 
 def compute_pairs(

@@ -10,7 +10,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from class_core.similarity.dtw import FASTMATH, LANES, dot_rows, dtw_lanes, gather_blocks, pack_lanes
+from class_core.similarity.dtw import (
+    FASTMATH,
+    LANES,
+    corner_size,
+    dot_corner,
+    dtw_lanes,
+    dtw_lanes_dot,
+    gather_blocks,
+    pack_lanes,
+)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -216,12 +225,12 @@ def strip_candidates(
 
     Dense blocks (at least DENSE of LANES in-range lanes survive LB_Kim; most blocks on random
     walks; ``thr_dot`` = inf switches this path off): the whole aligned block is taken straight
-    from ``Xb`` (``dtw.dot_layout``, no packing) through the first H = T / 2 rows of
-    ``dtw.dot_rows`` (half the flops, not exact); lanes whose DP row minimum is still under
-    ``thr_dot`` (``dtw.dot_threshold``, an error bound above ``thr_prune``) are queued with their
-    DP row and finish the other rows 32 at a time (``dtw.gather_blocks``); those still under it
-    are recomputed exactly by ``dtw_lanes``. A per-row gate (``pgate``) falls back to packing
-    while more than 40 % of the lanes survive the first rows. Other blocks pack their survivors of
+    from ``Xb`` (``dtw.dot_layout``, no packing) through the corner bound ``dtw.dot_corner`` (the
+    DP's first K x K cells, dot-product cost: half the flops, not exact); lanes whose bound is
+    under ``thr_dot`` (``dtw.dot_threshold``, an error bound above ``thr_prune``) are queued and
+    get their whole DP 32 at a time (``dtw.gather_blocks``, ``dtw.dtw_lanes_dot``); those still
+    under it are computed exactly by ``dtw_lanes``. A per-row gate (``pgate``) falls back to
+    packing while more than 40 % of the lanes survive the corner. Other blocks pack their survivors of
     LB_Kim + box bound into lanes for ``dtw_lanes`` (most blocks on demonstration chunks).
     """
     T = X.shape[1]
@@ -232,7 +241,7 @@ def strip_candidates(
     zero64 = np.float64(0.0)
     thr64 = np.float64(thr)
     use_dot = thr_dot < inf
-    H = T // 2 if T >= 4 else T
+    K = corner_size(T)
     w = LANES if use_dot else 0
     dp = Xb.shape[1] - 1  # D padded to a multiple of dtw.DOT_GROUP
     for grp in prange((r1 - r0 + group - 1) // group):
@@ -268,6 +277,7 @@ def strip_candidates(
             bt2 = np.empty((Xb.shape[1], T * w), dtype=np.float32)
             gidx = np.empty(w, dtype=np.int64)
             rmin = np.empty(w, dtype=np.float32)
+            res32 = np.empty(w, dtype=np.float32)
             # per-row state
             amin_g = np.empty((rows, D), dtype=np.float32)
             amax_g = np.empty((rows, D), dtype=np.float32)
@@ -275,11 +285,10 @@ def strip_candidates(
             chk_g = np.empty((rows, 4 * w), dtype=np.int64)  # dense survivors: exact DTW next
             gate_g = np.zeros((rows, 4), dtype=np.int64)  # the box bound
             pgate_g = np.zeros((rows, 4), dtype=np.int64)  # the dot-product prefilter
-            # dense path, per-lane abandoning: lanes alive after the first H rows wait here with
-            # their DP row, and finish rows H..T-1 32 at a time (gathered from Xb); the buffers
-            # are empty when the path is off (small jobs: allocations per row add up)
+            # dense path, per-lane abandoning: lanes whose corner bound is under thr_dot wait here
+            # for their whole DP, 32 at a time (gathered from Xb); the buffers are empty when the
+            # path is off (small jobs: allocations per row add up)
             qj_g = np.empty((rows, 2 * w), dtype=np.int64)
-            qs_g = np.empty((rows, 2 * w, T), dtype=np.float32)
             a2_g = np.empty((rows, T, dp), dtype=np.float32)
             na_g = np.empty((rows, T), dtype=np.float32)
             for g in range(rows):
@@ -313,7 +322,6 @@ def strip_candidates(
                     gate = gate_g[g]
                     pgate = pgate_g[g]
                     qj = qj_g[g]
-                    qs = qs_g[g]
                     a2 = a2_g[g]
                     na = na_g[g]
                     n = cnt[g, 0]
@@ -385,32 +393,14 @@ def strip_candidates(
                         if dense:
                             st1 += ns
                             st2 += LANES
-                            dot_rows(a2, na, Xb[blk], band, 0, H, inf, cst, prev, cur)
-                            row = cur if H % 2 == 1 else prev
+                            dot_corner(a2, na, Xb[blk], band, K, inf, cst, prev, cur, rmin)
                             off = j0 - blk * LANES
                             kept = 0
-                            if H < T:  # row minimum of every lane, vectorised over the lanes
-                                for l in range(LANES):
-                                    rmin[l] = row[l]
-                                for q in range(1, T):
-                                    rq = row[q * LANES : q * LANES + LANES]
-                                    for l in range(LANES):
-                                        rmin[l] = min(rmin[l], rq[l])
                             for l in range(nb):
-                                if lb[l] <= thr_prune:
-                                    ll = off + l
-                                    if H == T:
-                                        if row[(T - 1) * LANES + ll] <= thr_dot:
-                                            chk[nchk] = j0 + l
-                                            nchk += 1
-                                            kept += 1
-                                        continue
-                                    if rmin[ll] <= thr_dot:  # DTW >= the minimum of any DP row
-                                        qj[nq] = j0 + l
-                                        for q in range(T):
-                                            qs[nq, q] = row[q * LANES + ll]
-                                        nq += 1
-                                        kept += 1
+                                if lb[l] <= thr_prune and rmin[off + l] <= thr_dot:
+                                    qj[nq] = j0 + l
+                                    nq += 1
+                                    kept += 1
                             # the prefilter pays while at most ~40 % of its lanes survive it
                             _gate(pgate, ns, ns - kept, True, 3, 5, 256, 16)
                         else:
@@ -432,15 +422,10 @@ def strip_candidates(
                         m = min(nq, LANES)
                         st2 += LANES
                         gather_blocks(Xb, qj, m, bt2, gidx)
-                        for l in range(LANES):
-                            src = min(l, m - 1)
-                            for q in range(T):
-                                prev[q * LANES + l] = qs[src, q]
-                        dot_rows(a2, na, bt2, band, H, T, inf, cst, prev, cur)
-                        row = cur if (T - H) % 2 == 1 else prev
+                        dtw_lanes_dot(a2, na, bt2, band, thr_dot, inf, cst, prev, cur, res32)
                         died = 0
                         for l in range(m):
-                            if row[(T - 1) * LANES + l] <= thr_dot:
+                            if res32[l] <= thr_dot:
                                 chk[nchk] = qj[l]
                                 nchk += 1
                             else:
@@ -448,8 +433,6 @@ def strip_candidates(
                         _gate(pgate, 0, died, True, 3, 5, 256, 16)
                         for l in range(m, nq):
                             qj[l - m] = qj[l]
-                            for q in range(T):
-                                qs[l - m, q] = qs[l, q]
                         nq -= m
                     while nchk >= LANES or (last and nchk > 0):
                         st2 += LANES
