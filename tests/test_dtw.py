@@ -205,9 +205,10 @@ def _corner_bound_ref(a: np.ndarray, b: np.ndarray, k: int, band: int | None) ->
         for q in range(k):
             if band is not None and abs(p - q) > band:
                 continue
-            best = 0.0 if p == q == 0 else min(
-                dp[p - 1, q] if p else np.inf, dp[p, q - 1] if q else np.inf, dp[p - 1, q - 1] if p and q else np.inf
-            )
+            up = dp[p - 1, q] if p else np.inf
+            left = dp[p, q - 1] if q else np.inf
+            diag = dp[p - 1, q - 1] if p and q else np.inf
+            best = 0.0 if p == q == 0 else min(up, left, diag)
             dp[p, q] = float(((a[p] - b[q]) ** 2).sum()) + best
     if k == t:
         return float(dp[k - 1, k - 1])

@@ -528,7 +528,7 @@ def _dot_pays(prep: _Prepared, cfg: PairConfig, thr: float, euclid: bool) -> boo
     (``dtw.dot_corner``, the DP's first k x k cells with half the flops); lanes under the threshold
     then get their whole DP (gathered), and those under it at the end are computed again exactly.
     That pays where the corner removes most pairs surviving LB_Kim and few are positives: random
-    walks (~84 % removed, ~3 % positives), not
+    walks (~83 % removed, ~3 % positives), not
     demonstration chunks (the box bound prunes them better). Estimated on a few thousand random
     pairs that survive LB_Kim. Results never depend on the choice, only the speed.
     """
