@@ -118,8 +118,8 @@ def test_options_equal_brute_force(cost: str, band: int | None, horizon: int | N
         ("sqeuclidean", None, 10, None, False),
         ("sqeuclidean", None, 10, None, True),  # spread shrinking over time: layout not reversed
         ("sqeuclidean", 2, 7, None, False),
-        ("sqeuclidean", 0, 3, 5, False),  # T = 5: 2 rows, then 3 after compaction
-        ("sqeuclidean", None, 4, 3, True),  # T = 3: no compaction
+        ("sqeuclidean", 0, 3, 5, False),  # T = 5: a 3 x 3 corner, band 0
+        ("sqeuclidean", None, 4, 3, True),  # T = 3: the "corner" is the whole DP
         ("euclidean", 1, 10, None, False),  # never prefiltered
     ],
 )
@@ -133,7 +133,7 @@ def test_dense_block_prefilter_equals_brute_force(
     dot: bool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The dense-block path (dot-product rows, per-lane abandoning and compaction, exact recheck)
+    """The dense-block path (corner bound, the survivors' whole DP, exact recheck)
     and the packed path give the same set as brute force (random walks: most blocks are dense),
     with a sampled threshold."""
     x = walks(300, seed=5, d=d) + np.float32(3.0)  # off-centre: the layout's centring matters
