@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dtw_bench import make_data  # noqa: E402
 
 from class_core.similarity.dtw import pair_distances  # noqa: E402
+from class_core.similarity.engine import corner_bound  # noqa: E402
 
 
 def dp_rows(cost: np.ndarray, rows: int) -> np.ndarray:
@@ -52,22 +53,8 @@ def dp_rows(cost: np.ndarray, rows: int) -> np.ndarray:
 
 
 def corner(cost: np.ndarray, k: int) -> np.ndarray:
-    """Minimum of the DP over the k x k corner on its last row and last column."""
-    if k == 0:
-        return np.zeros(cost.shape[0])
-    inf = np.full(cost.shape[0], np.inf)
-    dp = np.empty((cost.shape[0], k, k))
-    for p in range(k):
-        for q in range(k):
-            if p == q == 0:
-                best = 0.0
-            else:
-                best = np.minimum(
-                    np.minimum(dp[:, p - 1, q] if p else inf, dp[:, p, q - 1] if q else inf),
-                    dp[:, p - 1, q - 1] if p and q else inf,
-                )
-            dp[:, p, q] = cost[:, p, q] + best
-    return np.minimum(dp[:, k - 1, :].min(1), dp[:, :, k - 1].min(1))
+    """Minimum of the DP over the k x k corner on its last row and last column (k < T)."""
+    return corner_bound(cost[:, :k, :k], cost.shape[2])
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from class_core.similarity.dtw import (
     gather_blocks,
     sakoe_chiba_mask,
 )
+from class_core.similarity.engine import corner_bound
 from class_core.similarity.torch_dtw import dtw_batch
 
 WINDOWS = [None, 0.0, 0.1, 0.25, 0.5, 1.0]
@@ -239,8 +240,11 @@ def test_corner_bound_is_a_lower_bound_of_dtw(t: int, d: int) -> None:
             dot_corner(a2, na, xb[0], b, k, inf, cst, cst.copy(), cst.copy(), out)
             for lane in range(LANES):
                 c = xb[0][:, lane::LANES]
-                ref = _corner_bound_ref(a[:dp].T.astype(np.float64), c[:dp].T.astype(np.float64), k, band)
+                ra, rb = a[:dp].T.astype(np.float64), c[:dp].T.astype(np.float64)
+                ref = _corner_bound_ref(ra, rb, k, band)
                 assert out[lane] == pytest.approx(ref, rel=1e-4, abs=1e-2)
+                cost = ((ra[:k, None, :] - rb[None, :k, :]) ** 2).sum(-1)[None]
+                assert corner_bound(cost, t, band)[0] == pytest.approx(ref, rel=1e-12)  # engine's
                 full = dtw_distance(x[i], x[lane], band=band)
                 assert out[lane] <= dot_threshold(full, t, dp, radius)
                 tight += ref > 0.5 * full

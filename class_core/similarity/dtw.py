@@ -507,14 +507,10 @@ def dot_corner(a2, na, bt, band, k, inf, cst, prev, cur, out):
     pairs, the first 8 whole rows (128 cells) 81 % (``benchmarks/dtw_bounds.py``): the rows spend
     half their cells far from the diagonal, where the optimal path seldom goes.
     """
-    T = a2.shape[0]
-    L = out.shape[0]
-    if k >= T:  # the whole DP (short chunks): its last cell
-        dot_rows(a2, na, bt, band, 0, T, inf, cst, prev, cur, T, False)
-        last = (cur if T % 2 == 1 else prev)[(T - 1) * L : T * L]
-        for l in range(L):
-            out[l] = last[l]
+    if k >= a2.shape[0]:  # the whole DP (short chunks): its last cell
+        dtw_lanes_dot(a2, na, bt, band, inf, inf, cst, prev, cur, out)
         return
+    L = out.shape[0]
     # one more column, of zero cost: row k - 1 of it = the minimum of column k - 1
     dot_rows(a2, na, bt, band, 0, k, inf, cst, prev, cur, k + 1, True)
     row = cur if k % 2 == 1 else prev

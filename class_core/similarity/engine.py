@@ -521,6 +521,32 @@ def _sample_threshold(prep: _Prepared, cfg: PairConfig, band: int, euclid: bool)
     return float(np.quantile(d.astype(np.float64), q_hi)) * (1 + 1e-3)
 
 
+def corner_bound(cost: np.ndarray, t: int, band: int | None = None) -> np.ndarray:
+    """``dtw.dot_corner`` in float64 for many pairs: ``cost`` (pairs, k, k) = the local costs of
+    the k x k corner of chunks of T = ``t`` steps. The minimum of the corner's DP on its last row
+    and last column (the last cell when k == t, the whole DP)."""
+    k = cost.shape[1]
+    q_idx = np.arange(k)
+    prev = np.zeros((cost.shape[0], k))
+    exit_min = np.full(cost.shape[0], np.inf)  # column k - 1 over the rows
+    for p in range(k):
+        c = cost[:, p].copy()
+        if band is not None:
+            c[:, np.abs(q_idx - p) > band] = np.inf
+        cur = np.empty_like(c)
+        for q in range(k):
+            if p == 0:
+                best = cur[:, q - 1] if q > 0 else 0.0
+            elif q == 0:
+                best = prev[:, 0]
+            else:
+                best = np.minimum(np.minimum(prev[:, q], prev[:, q - 1]), cur[:, q - 1])
+            cur[:, q] = c[:, q] + best
+        exit_min = np.minimum(exit_min, cur[:, k - 1])
+        prev = cur
+    return prev[:, k - 1] if k == t else np.minimum(prev.min(axis=1), exit_min)
+
+
 def _dot_pays(prep: _Prepared, cfg: PairConfig, thr: float, euclid: bool) -> bool:
     """Whether the dot-product prefilter (``dtw.dot_rows``) should run on dense blocks.
 
@@ -565,33 +591,13 @@ def _dot_pays(prep: _Prepared, cfg: PairConfig, thr: float, euclid: bool) -> boo
     a = xb[i // LANES, :, :, i % LANES].transpose(0, 2, 1).astype(np.float64)  # (pairs, T, D')
     b = xb[j // LANES, :, :, j % LANES].transpose(0, 2, 1).astype(np.float64)
     k = corner_size(t)
-    q_idx = np.arange(k)
     # local costs of the k x k corner at once (|a|^2 + |b|^2 - 2 a.b; einsum, no BLAS threads)
     cost = (
         np.einsum("npd,npd->np", a[:, :k], a[:, :k])[:, :, None]
         + np.einsum("nqd,nqd->nq", b[:, :k], b[:, :k])[:, None]
     )
     cost = np.maximum(cost - 2.0 * np.einsum("npd,nqd->npq", a[:, :k], b[:, :k]), 0.0)
-    prev = np.zeros((i.size, k))
-    exit_min = np.full(i.size, np.inf)  # column k - 1 over the rows
-    for p in range(k):
-        c = cost[:, p]
-        if cfg.band is not None:
-            c[:, np.abs(q_idx - p) > cfg.band] = np.inf
-        cur = np.empty_like(c)
-        for q in range(k):
-            if p == 0:
-                best = cur[:, q - 1] if q > 0 else 0.0
-            elif q == 0:
-                best = prev[:, 0]
-            else:
-                best = np.minimum(np.minimum(prev[:, q], prev[:, q - 1]), cur[:, q - 1])
-            cur[:, q] = c[:, q] + best
-        exit_min = np.minimum(exit_min, cur[:, k - 1])
-        prev = cur
-    # dtw.dot_corner: the minimum of the corner's last row and column (the whole DP's last cell
-    # when the corner is the whole chunk)
-    bound = prev[:, k - 1] if k == t else np.minimum(prev.min(axis=1), exit_min)
+    bound = corner_bound(cost, t, cfg.band)
     return float(np.mean(bound > thr)) >= DOT_MIN_KILL
 
 
