@@ -15,7 +15,7 @@ linearly in the number of pairs (marked ``~``).
 
     python benchmarks/dtw_bench.py                       # N = 3000 comparison + scaling 10k/30k
     python benchmarks/dtw_bench.py --sizes 10000 30000 100000 --skip-baselines
-    python benchmarks/dtw_bench.py --kernel              # dtw_lanes (and dtw_lanes_dot) alone, 1 thread
+    python benchmarks/dtw_bench.py --kernel              # the DP kernels alone, 1 thread
     python benchmarks/dtw_bench.py --strip --data walk --sizes 30000   # strip pass vs row group size
 
 ``--kernel`` reports CPU time of the calling thread (``time.thread_time``), so it stays meaningful
@@ -206,25 +206,67 @@ def kernel_bench(reps: int = 20000, rounds: int = 5) -> dict:
             s += out[r % lanes]
         return s
 
+    # the generated kernels (dot_kernels.py, T = 16, D' = 10) against dot_rows, the loop they
+    # replace: the 9 x 9 corner (dot_corner) and the whole DP (as loop_dot above)
+    k = dtw.corner_size(t)
+    dot_corner, dot_rows = dtw.dot_corner, dtw.dot_rows
+
+    @njit
+    def loop_gen(a2, na, bt, reps, cst, prev, cur, out, whole):  # pragma: no cover - benchmark only
+        s = np.float32(0.0)
+        for r in range(reps):
+            if whole:
+                kernel_dot(a2, na, bt, -1, inf, inf, cst, prev, cur, out)
+            else:
+                dot_corner(a2, na, bt, -1, k, inf, cst, prev, cur, out)
+            s += out[r % lanes]
+        return s
+
+    @njit
+    def loop_rows(a2, na, bt, reps, cst, prev, cur, whole):  # pragma: no cover - benchmark only
+        s = np.float32(0.0)
+        for r in range(reps):
+            if whole:
+                dot_rows(a2, na, bt, -1, 0, t, inf, cst, prev, cur, t, False)
+            else:
+                dot_rows(a2, na, bt, -1, 0, k, inf, cst, prev, cur, k + 1, True)
+            s += cst[r % lanes]
+        return s
+
     out_dot = out.copy()
     loop(a, bt, 10, cst, prev, cur, out)
     loop_dot(a2, na, xb[0], 10, cst, prev, cur, out_dot)
+    cst_g, prev_g, cur_g, out_g = cst.copy(), cst.copy(), cst.copy(), out.copy()  # own scratch
+    for whole in (False, True):
+        loop_gen(a2, na, xb[0], 10, cst_g, prev_g, cur_g, out_g, whole)
+        loop_rows(a2, na, xb[0], 10, cst_g, prev_g, cur_g, whole)
     ref = np.array([dtw.dtw_distance(a, x[1 + k]) for k in range(lanes)])
     err = float(np.max(np.abs(out - ref) / ref))
     ref_dot = np.array([dtw.dtw_distance(x[1], x[1 + k]) for k in range(lanes)])
     err_dot = float(np.max(np.abs(out_dot - ref_dot)))
     best = np.inf
     best_dot = np.inf
-    for _ in range(rounds):  # interleaved, so that both see the same load
+    gen = {"corner_generated": np.inf, "corner_dot_rows": np.inf, "whole_dot_rows": np.inf}
+    for _ in range(rounds):  # interleaved, so that all see the same load
         c0 = time.thread_time()
         loop(a, bt, reps, cst, prev, cur, out)
         best = min(best, time.thread_time() - c0)
         c0 = time.thread_time()
         loop_dot(a2, na, xb[0], reps, cst, prev, cur, out_dot)
         best_dot = min(best_dot, time.thread_time() - c0)
+        for whole in (False, True):
+            if not whole:
+                c0 = time.thread_time()
+                loop_gen(a2, na, xb[0], reps, cst_g, prev_g, cur_g, out_g, whole)
+                gen["corner_generated"] = min(gen["corner_generated"], time.thread_time() - c0)
+            c0 = time.thread_time()
+            loop_rows(a2, na, xb[0], reps, cst_g, prev_g, cur_g, whole)
+            key = "whole_dot_rows" if whole else "corner_dot_rows"
+            gen[key] = min(gen[key], time.thread_time() - c0)
     ns = best / (reps * lanes) * 1e9
     ns_dot = best_dot / (reps * lanes) * 1e9
     return {
+        **{f"{key}_ns_per_pair": v / (reps * lanes) * 1e9 for key, v in gen.items()},
         "ns_per_pair": ns,
         "mpairs_per_s": 1e3 / ns,
         "max_rel_err_vs_float64": err,
@@ -361,7 +403,12 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"dtw_lanes_dot (dense blocks, all rows, same harness): {r['dot_ns_per_pair']:.1f} ns/pair CPU "
             f"= {1e3 / r['dot_ns_per_pair']:.2f} M pairs/s per thread (max abs. err vs float64 "
-            f"{r['dot_max_abs_err_vs_float64']:.1e}, only used to discard pairs)"
+            f"{r['dot_max_abs_err_vs_float64']:.1e}, only used to discard pairs; the generated kernel); "
+            f"the same DP by dot_rows, the loop it replaces: {r['whole_dot_rows_ns_per_pair']:.1f} ns/pair"
+        )
+        print(
+            f"corner bound (9 x 9): generated kernel (dot_corner) {r['corner_generated_ns_per_pair']:.1f} "
+            f"ns/pair, dot_rows {r['corner_dot_rows_ns_per_pair']:.1f} ns/pair"
         )
         return
     if args.worker:

@@ -161,7 +161,7 @@ def test_cost_row_chains_are_bitwise_one_dim_per_pass(dtype: type) -> None:
             np.testing.assert_array_equal(c1, c2)
 
 
-@pytest.mark.parametrize("t,d", [(16, 10), (16, 7), (5, 3), (1, 1), (8, 12)])
+@pytest.mark.parametrize("t,d", [(16, 10), (16, 7), (16, 3), (5, 3), (1, 1), (8, 12)])
 def test_dot_kernel_stays_within_its_error_bound(t: int, d: int) -> None:
     """``dtw_lanes_dot`` (the prefilter) never exceeds ``dot_threshold`` of the exact distance."""
     rng = np.random.default_rng(t * 100 + d)
@@ -216,7 +216,7 @@ def _corner_bound_ref(a: np.ndarray, b: np.ndarray, k: int, band: int | None) ->
     return float(min(dp[k - 1].min(), dp[:, k - 1].min()))
 
 
-@pytest.mark.parametrize("t,d", [(16, 10), (9, 3), (3, 2), (1, 1)])
+@pytest.mark.parametrize("t,d", [(16, 10), (16, 4), (9, 3), (3, 2), (1, 1)])
 def test_corner_bound_is_a_lower_bound_of_dtw(t: int, d: int) -> None:
     """``dot_corner`` = the brute-force corner bound (to float32 error), never above the DTW of the
     same pair plus the prefilter's error margin: pairs it removes are never positives."""
@@ -249,3 +249,20 @@ def test_corner_bound_is_a_lower_bound_of_dtw(t: int, d: int) -> None:
                 assert out[lane] <= dot_threshold(full, t, dp, radius)
                 tight += ref > 0.5 * full
     assert tight > 0  # the bound is not trivially 0
+
+
+def test_generated_dot_kernels_are_up_to_date() -> None:
+    """``dot_kernels.py`` is exactly what ``dot_codegen`` writes, and ``dot_columns`` runs the kernels
+    of ``SHAPES`` only (other shapes fall back to ``dot_rows``; the kernel tests above cover both)."""
+    from class_core.similarity import dot_codegen
+    from class_core.similarity.dot_kernels import dot_columns
+
+    assert dot_codegen.TARGET.read_text() == dot_codegen.module_source()
+    assert dot_codegen.main(["--check"]) == 0
+    for rows, dp in [*dot_codegen.SHAPES, (8, 10), (16, 15), (9, 20)]:
+        t = max(rows, 16)
+        a2 = np.zeros((t, dp), np.float32)
+        st = np.empty(t * LANES, np.float32)
+        ran = dot_columns(a2, np.zeros(t, np.float32), np.zeros((dp + 1, t * LANES), np.float32), -1, rows, 0, 1,
+                          st, np.empty(LANES, np.float32))  # fmt: skip
+        assert ran == ((rows, dp) in dot_codegen.SHAPES)

@@ -24,6 +24,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from class_core.similarity.dot_kernels import dot_columns
+
 # nnan/ninf would break the inf-initialised DP (PERF-FACTS.md)
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # the exact local cost: no reassoc, so that its sums keep their order (see _sq_cost_row)
@@ -506,11 +508,22 @@ def dot_corner(a2, na, bt, band, k, inf, cst, prev, cur, out):
     most first: on random walks (N = 30k, T = 16) the 9 x 9 corner (81 cells) removes 83 % of the
     pairs, the first 8 whole rows (128 cells) 81 % (``benchmarks/dtw_bounds.py``): the rows spend
     half their cells far from the diagonal, where the optimal path seldom goes.
+    Shapes with a generated kernel (``dot_kernels.py``, ``dot_codegen.SHAPES``) run it instead.
     """
     if k >= a2.shape[0]:  # the whole DP (short chunks): its last cell
         dtw_lanes_dot(a2, na, bt, band, inf, inf, cst, prev, cur, out)
         return
     L = out.shape[0]
+    # the unrolled kernel of this shape (dot_kernels.py), column by column: cst = the last column,
+    # prev[:L] = the minimum of the last row
+    if dot_columns(a2, na, bt, band, k, 0, k, cst, prev[:L]):
+        for l in range(L):
+            out[l] = prev[l]
+        for p in range(k):
+            cp = cst[p * L : p * L + L]
+            for l in range(L):
+                out[l] = min(out[l], cp[l])
+        return
     # one more column, of zero cost: row k - 1 of it = the minimum of column k - 1
     dot_rows(a2, na, bt, band, 0, k, inf, cst, prev, cur, k + 1, True)
     row = cur if k % 2 == 1 else prev
@@ -530,9 +543,33 @@ def dtw_lanes_dot(a2, na, bt, band, thr, inf, cst, prev, cur, out):
     rows 0..D-1 the centred candidates in the lane layout of ``dtw_lanes``, row D their squared step
     norms (a block of ``dot_layout``; D a multiple of DOT_GROUP, padded with zeros). ``dot_rows``
     four rows at a time; if every lane's row minimum then exceeds ``thr``, ``out`` is filled with inf.
+    Shapes with a generated kernel (``dot_kernels.py``, ``dot_codegen.SHAPES``) run it instead, four
+    columns at a time, with the same test on the column minimum.
     """
     T = a2.shape[0]
     L = out.shape[0]
+    # the unrolled kernel of this shape (dot_kernels.py), four columns at a time (every path also
+    # crosses every column): cst = the last column, prev[:L] = scratch
+    if dot_columns(a2, na, bt, band, T, 0, min(T, 4), cst, prev[:L]):
+        for q0 in range(4, T, 4):
+            if thr < inf:
+                alive = False
+                for l in range(L):
+                    mn = cst[l]
+                    for p in range(1, T):
+                        mn = min(mn, cst[p * L + l])
+                    if mn <= thr:
+                        alive = True
+                        break
+                if not alive:
+                    for l in range(L):
+                        out[l] = inf
+                    return
+            dot_columns(a2, na, bt, band, T, q0, min(T, q0 + 4), cst, prev[:L])
+        last = cst[(T - 1) * L : T * L]
+        for l in range(L):
+            out[l] = last[l]
+        return
     for p0 in range(0, T, 4):
         p1 = min(T, p0 + 4)
         dot_rows(a2, na, bt, band, p0, p1, inf, cst, prev, cur, T, False)

@@ -226,7 +226,8 @@ def strip_candidates(
     Dense blocks (at least DENSE of LANES in-range lanes survive LB_Kim; most blocks on random
     walks; ``thr_dot`` = inf switches this path off): the whole aligned block is taken straight
     from ``Xb`` (``dtw.dot_layout``, no packing) through the corner bound ``dtw.dot_corner`` (the
-    DP's first K x K cells, dot-product cost: half the flops, not exact); lanes whose bound is
+    DP's first K x K cells, dot-product cost: half the flops, not exact; for T = 16 a generated
+    kernel, ``dot_kernels.py``); lanes whose bound is
     under ``thr_dot`` (``dtw.dot_threshold``, an error bound above ``thr_prune``) are queued and
     get their whole DP 32 at a time (``dtw.gather_blocks``, ``dtw.dtw_lanes_dot``); those still
     under it are computed exactly by ``dtw_lanes``. A per-row gate (``pgate``) falls back to
