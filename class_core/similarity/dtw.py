@@ -536,6 +536,19 @@ def dot_corner(a2, na, bt, band, k, inf, cst, prev, cur, out):
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def _all_over(cells, t, lanes, thr):
+    """Whether every lane's minimum over the ``t`` cells of a DP row or column (cell ``(q, l)`` at
+    ``q * lanes + l``) exceeds ``thr``: then no lane can end under it."""
+    for l in range(lanes):
+        mn = cells[l]
+        for q in range(1, t):
+            mn = min(mn, cells[q * lanes + l])
+        if mn <= thr:
+            return False
+    return True
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def dtw_lanes_dot(a2, na, bt, band, thr, inf, cst, prev, cur, out):
     """Approximate float32 DTW (squared-Euclidean cost) of an anchor against ``L`` candidates.
 
@@ -552,19 +565,10 @@ def dtw_lanes_dot(a2, na, bt, band, thr, inf, cst, prev, cur, out):
     # crosses every column): cst = the last column, prev[:L] = scratch
     if dot_columns(a2, na, bt, band, T, 0, min(T, 4), cst, prev[:L]):
         for q0 in range(4, T, 4):
-            if thr < inf:
-                alive = False
+            if thr < inf and _all_over(cst, T, L, thr):
                 for l in range(L):
-                    mn = cst[l]
-                    for p in range(1, T):
-                        mn = min(mn, cst[p * L + l])
-                    if mn <= thr:
-                        alive = True
-                        break
-                if not alive:
-                    for l in range(L):
-                        out[l] = inf
-                    return
+                    out[l] = inf
+                return
             dot_columns(a2, na, bt, band, T, q0, min(T, q0 + 4), cst, prev[:L])
         last = cst[(T - 1) * L : T * L]
         for l in range(L):
@@ -575,19 +579,10 @@ def dtw_lanes_dot(a2, na, bt, band, thr, inf, cst, prev, cur, out):
         dot_rows(a2, na, bt, band, p0, p1, inf, cst, prev, cur, T, False)
         if (p1 - p0) % 2 == 1:
             prev, cur = cur, prev  # prev = the last row
-        if thr < inf and p1 < T:
-            alive = False
+        if thr < inf and p1 < T and _all_over(prev, T, L, thr):
             for l in range(L):
-                mn = prev[l]
-                for q in range(1, T):
-                    mn = min(mn, prev[q * L + l])
-                if mn <= thr:
-                    alive = True
-                    break
-            if not alive:
-                for l in range(L):
-                    out[l] = inf
-                return
+                out[l] = inf
+            return
     last = prev[(T - 1) * L : T * L]
     for l in range(L):
         out[l] = last[l]
