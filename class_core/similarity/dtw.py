@@ -517,22 +517,26 @@ def dot_corner(a2, na, bt, band, k, inf, cst, prev, cur, out):
     # the unrolled kernel of this shape (dot_kernels.py), column by column: cst = the last column,
     # prev[:L] = the minimum of the last row
     if dot_columns(a2, na, bt, band, k, 0, k, cst, prev[:L]):
+        _lane_min(cst, k, out)
         for l in range(L):
-            out[l] = prev[l]
-        for p in range(k):
-            cp = cst[p * L : p * L + L]
-            for l in range(L):
-                out[l] = min(out[l], cp[l])
+            out[l] = min(out[l], prev[l])
         return
     # one more column, of zero cost: row k - 1 of it = the minimum of column k - 1
     dot_rows(a2, na, bt, band, 0, k, inf, cst, prev, cur, k + 1, True)
-    row = cur if k % 2 == 1 else prev
+    _lane_min(cur if k % 2 == 1 else prev, k + 1, out)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _lane_min(cells, t, out):
+    """``out[l]`` = the minimum over the ``t`` cells of a DP row or column (cell ``(q, l)`` at
+    ``q * L + l``, L = ``out.shape[0]``), vectorised over the lanes."""
+    L = out.shape[0]
     for l in range(L):
-        out[l] = row[l]
-    for q in range(1, k + 1):
-        rq = row[q * L : q * L + L]
+        out[l] = cells[l]
+    for q in range(1, t):
+        cq = cells[q * L : q * L + L]
         for l in range(L):
-            out[l] = min(out[l], rq[l])
+            out[l] = min(out[l], cq[l])
 
 
 @njit(cache=True, fastmath=FASTMATH)
