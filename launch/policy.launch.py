@@ -12,7 +12,7 @@ from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, LogInfo
 from launch.conditions import IfCondition, UnlessCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
@@ -22,6 +22,11 @@ SHARE = get_package_share_directory("class_bringup")
 
 def generate_launch_description():
     sim = LaunchConfiguration("sim")
+    # simulation time only where the bridge publishes /clock (sim:=true clock:=lockstep); with
+    # clock:=realtime it publishes none, and a node on sim time would never see time pass
+    sim_time = PythonExpression(
+        ["'", sim, "' == 'true' and '", LaunchConfiguration("clock"), "' == 'lockstep'"]
+    )
     return LaunchDescription(
         [
             DeclareLaunchArgument(
@@ -46,6 +51,12 @@ def generate_launch_description():
                 description="run against the simulation bridge instead of the robot",
             ),
             DeclareLaunchArgument(
+                "clock",
+                default_value="lockstep",
+                choices=["lockstep", "realtime"],
+                description="sim:=true only: lockstep (the bridge publishes /clock) or realtime",
+            ),
+            DeclareLaunchArgument(
                 "use_fake_hardware",
                 default_value="false",
                 choices=["true", "false"],
@@ -68,7 +79,7 @@ def generate_launch_description():
                         "model": LaunchConfiguration("model"),
                         "models_dir": LaunchConfiguration("models_dir"),
                         "device": LaunchConfiguration("device"),
-                        "use_sim_time": sim,
+                        "use_sim_time": sim_time,
                     },
                 ],
             ),

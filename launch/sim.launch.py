@@ -25,6 +25,9 @@ def generate_launch_description():
             DeclareLaunchArgument("seed", default_value="0", description="seed of the first episode"),
             DeclareLaunchArgument("n_episodes", default_value="0", description="0 = forever"),
             DeclareLaunchArgument(
+                "max_steps", default_value="0", description="episode step limit, 0 = the task's own"
+            ),
+            DeclareLaunchArgument(
                 "clock",
                 default_value="lockstep",
                 choices=["lockstep", "realtime"],
@@ -47,6 +50,7 @@ def generate_launch_description():
                         "variant": LaunchConfiguration("variant"),
                         "seed": LaunchConfiguration("seed"),
                         "n_episodes": LaunchConfiguration("n_episodes"),
+                        "max_steps": LaunchConfiguration("max_steps"),
                         "clock": LaunchConfiguration("clock"),
                     },
                 ],

@@ -157,7 +157,7 @@ def test_class_eval_errors(tmp_path, capsys):
 def test_class_eval_loads_a_real_artifact(tmp_path):
     """class-eval -> class_core.policy.load -> rollouts (a small random-encoder retrieval policy)."""
     pytest.importorskip("torch")
-    from class_core.deploy.demo_artifact import make_demo_artifact
+    from demo_artifacts import make_demo_artifact
 
     art = make_demo_artifact(tmp_path / "demo_policy", n_episodes=1, steps=20)
     out = tmp_path / "res"
@@ -209,7 +209,7 @@ def test_lockstep_batches(tmp_path):
     the blocks are fixed by index, so the results do not depend on the workers."""
     pytest.importorskip("torch")
     from class_core.cli.eval import load_policy
-    from class_core.deploy.demo_artifact import make_demo_artifact
+    from demo_artifacts import make_demo_artifact
     from sim_bridge.task import make_task
 
     art = make_demo_artifact(tmp_path / "demo_policy", n_episodes=2, steps=30)
@@ -251,7 +251,7 @@ def test_rollouts_render_only_the_observations_a_policy_reads(tmp_path):
     import copy
 
     from class_core.cli.eval import load_policy
-    from class_core.deploy.demo_artifact import make_demo_artifact
+    from demo_artifacts import make_demo_artifact
     from sim_bridge.rollout import run_episode, run_lockstep
     from sim_bridge.task import make_task
 

@@ -9,7 +9,7 @@ pytest.importorskip("rosbags", reason="rosbags (robot extra) provides the messag
 
 from class_core import ros_msgs as rm  # noqa: E402
 from class_core.deploy import ChunkQueue, PolicyCore, PolicyCoreConfig  # noqa: E402
-from class_core.deploy.topics import build_messages, parse_sources  # noqa: E402
+from class_core.topics import build_messages, parse_sources  # noqa: E402
 
 MS = 1_000_000
 F = rm.RosbagsFactory("jazzy")
@@ -111,3 +111,103 @@ def test_chunk_queue_replaces_future_points():
     np.testing.assert_array_equal(q.actions[:, 0], [0, 1, 10, 11, 12])
     assert q.action_at(21, 5)[0] == 10 and q.action_at(25, 4) is None
     assert q.latest_before(39)[0] == 11 and q.latest_before(-1) is None
+
+
+# --- lock-step start-up and lost messages (the bridge and the policy core together) ----------
+
+
+def _bridge_and_policy(resend_after: float = 1.0):
+    pytest.importorskip("gym_pusht", reason="gym-pusht (sim extra) runs Push-T")
+    from class_core.deploy import SimBridgeConfig, SimBridgeCore
+    from sim_bridge.task import make_task
+
+    task = make_task("pusht", "fixed-color", max_steps=20)
+    cfg = SimBridgeConfig(task="pusht", seed=3, n_episodes=1, resend_after=resend_after)
+    bridge = SimBridgeCore(task, F, cfg)
+    policy = PolicyCore(Fixed(), F, PolicyCoreConfig(obs_keys=["image", "agent_pos"], control_hz=10.0))
+    return bridge, policy
+
+
+def _deliver(policy: PolicyCore, out, now: int, drop: str | None = None):
+    """Hand the bridge's messages to the policy (its clock is /clock); return the policy's output."""
+    answers = []
+    for topic, msg in out:
+        if topic == drop or topic not in policy.subscriptions():
+            continue
+        answers += policy.on_message(topic, F.roundtrip(msg), now)
+    return answers
+
+
+def test_bridge_waits_for_a_policy_before_the_first_episode():
+    bridge, _ = _bridge_and_policy()
+    assert bridge.tick(0, peers_ready=False) == [] and bridge.episode == -1
+    assert "waiting for a policy" in rm_status(bridge)
+    out = bridge.tick(1, peers_ready=True)
+    assert [t for t, _ in out][:2] == ["/clock", "/class/episode/event"] and bridge.episode == 0
+
+
+def rm_status(bridge) -> str:  # type: ignore[no-untyped-def]
+    return bridge.diagnostics(0).status[0].message
+
+
+def test_lost_observation_is_published_again_and_the_episode_goes_on():
+    bridge, policy = _bridge_and_policy(resend_after=1.0)
+    first = bridge.tick(0)
+    sim_now = bridge.sim_time
+    assert _deliver(policy, first, sim_now, drop="/class/obs/image") == []  # the image was lost
+    assert bridge.tick(500 * MS) == []  # not yet: 0.5 s < resend_after
+    again = bridge.tick(1000 * MS)
+    assert bridge.resends == 1
+    assert [t for t, _ in again] == [t for t, _ in first]  # the same messages, the same stamp
+    chunk = _deliver(policy, again, sim_now)
+    assert [t for t, _ in chunk] == ["/class/policy/action_chunk"]
+    assert policy.policy.resets == 1  # the repeated start event did not reset twice
+    stepped = bridge.on_message(*chunk[0], 1000 * MS)
+    assert any(t == "/class/obs/image" for t, _ in stepped)  # the episode goes on
+
+
+def test_lost_chunk_is_answered_again_with_the_same_chunk():
+    bridge, policy = _bridge_and_policy(resend_after=1.0)
+    first = bridge.tick(0)
+    lost = _deliver(policy, first, bridge.sim_time)
+    assert len(lost) == 1 and policy.stats["published"] == 1  # published, then lost on the way
+    again = bridge.tick(1000 * MS)
+    answer = _deliver(policy, again, bridge.sim_time)
+    assert [t for t, _ in answer] == ["/class/policy/action_chunk"]
+    assert policy.stats["published"] == 1 and policy.stats["resent"] == 1
+    assert F.serialize(answer[0][1]) == F.serialize(lost[0][1])  # the same chunk, not a new plan
+    assert len(policy.policy.calls) == 1
+    out = bridge.on_message(*answer[0], 1000 * MS)
+    assert any(t == "/class/obs/image" for t, _ in out)  # the bridge stepped
+
+
+def test_stale_repeat_of_a_superseded_chunk_is_ignored():
+    bridge, policy = _bridge_and_policy(resend_after=1.0)
+    c1 = _deliver(policy, bridge.tick(0), bridge.sim_time)
+    out = bridge.on_message(*c1[0], 0)
+    answers = _deliver(policy, out, bridge.sim_time)
+    for _ in range(10):  # step through the T_a = 4 points of the first chunk
+        if answers:
+            break
+        out = bridge.tick(0)
+        answers = _deliver(policy, out, bridge.sim_time)
+    assert [t for t, _ in answers] == ["/class/policy/action_chunk"], "no second chunk after T_a steps"
+    bridge.on_message(*answers[0], 0)
+    newer = bridge.queue.times.copy()
+    assert bridge.on_message(*c1[0], 0) == [] and bridge.stale_chunks == 1  # the first chunk, late
+    np.testing.assert_array_equal(bridge.queue.times, newer)  # its old points did not come back
+
+
+def test_realtime_bridge_streams_observations_before_the_first_chunk():
+    pytest.importorskip("gym_pusht", reason="gym-pusht (sim extra) runs Push-T")
+    from class_core.deploy import SimBridgeConfig, SimBridgeCore
+    from sim_bridge.task import make_task
+
+    cfg = SimBridgeConfig(task="pusht", seed=3, n_episodes=1, clock="realtime")
+    bridge = SimBridgeCore(make_task("pusht", "fixed-color", max_steps=20), F, cfg)
+    first = dict(bridge.tick(1000 * MS))
+    assert "/class/obs/image" in first  # the episode's first observation
+    for k in (1, 2):  # no chunk came (lost, or the policy is still loading): the camera streams on
+        out = dict(bridge.tick((1000 + 100 * k) * MS))
+        assert rm.stamp_ns(out["/class/obs/image"]) == (1000 + 100 * k) * MS
+        assert bytes(out["/class/obs/image"].data) == bytes(first["/class/obs/image"].data)

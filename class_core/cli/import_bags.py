@@ -19,16 +19,20 @@ The config's `rosbag_import` section (keys missing there take the defaults below
 topics feed which keys:
   control_hz 10, image_size 256 (short side resize + centre crop; 0 keeps the size),
   typestore auto|humble|jazzy, time_source header|log, split auto|events|bag,
-  max_gap 0.5 s, max_clock_skew 5 s, min_steps 2, event_topic /class/episode/event,
+  max_gap 0.5 s, max_lead 2 s, max_clock_skew 5 s, min_steps 2, event_topic /class/episode/event,
   observations {image: /camera/camera/color/image_raw, ee_pos/ee_rot6d: /class/robot/ee_pose,
                 gripper: /class/gripper/state},
   action [/class/teleop/target -> pos + rot6d, /class/teleop/joy axes[0] -> gripper command].
 
 Episodes: split=events cuts at /class/episode/event (start ... stop|success; discard drops the
 episode being recorded, or the one just ended); split=bag makes one episode per bag; auto uses
-events when a bag has any. Every key is resampled to control_hz (latest message at or before
-each tick). A bag with a missing topic, a gap longer than max_gap or a truncated/corrupt file
-is reported and nothing is written (exit status 1); --skip-bad imports the others instead.
+events when a bag has any. An episode starts at the first instant where every stream is fresh
+(latest message at most max_gap old); the lead trimmed after 'start' is printed per episode
+(a note) and per bag (lead_s), and may not exceed max_lead. Every key is resampled to
+control_hz (latest message at or before each tick). A bag with a missing topic, a gap longer
+than max_gap inside an episode, a stream never fresh in an episode, a lead over max_lead or a
+truncated/corrupt file is reported and nothing is written (exit status 1); --skip-bad imports
+the others instead.
 The resolved config is written to <out>.import.yaml.
 """
 
@@ -99,13 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     save_config(cfg, str(res.out) + ".import.yaml")
-    per_bag: dict[str, list[int]] = {}
+    per_bag: dict[str, list[tuple[int, float]]] = {}
     for ep in res.episodes:
-        per_bag.setdefault(ep["bag"], []).append(ep["steps"])
+        per_bag.setdefault(ep["bag"], []).append((ep["steps"], ep["lead_s"]))
     width = max(len(b) for b in per_bag)
-    print(f"{'bag':<{width}}  episodes  steps")
-    for b, steps in per_bag.items():
-        print(f"{b:<{width}}  {len(steps):>8}  {sum(steps):>5}")
+    print(f"{'bag':<{width}}  episodes  steps  lead_s")
+    for b, eps in per_bag.items():
+        print(f"{b:<{width}}  {len(eps):>8}  {sum(n for n, _ in eps):>5}  {sum(x for _, x in eps):>6.3f}")
     for b, why in res.skipped:
         print(f"skipped {b}: {why}")
     for b, note in res.notes:

@@ -12,6 +12,13 @@ Two passes per run, so that a bad bag costs nothing:
 Resampling: ticks every ``1 / control_hz`` from the episode start; at each tick every key takes
 the latest message at or before the tick (zero-order hold); the action is the commanded target
 (``/class/teleop/target`` -> position + rot6d, then the gripper command).
+
+Lead: an episode starts at the first instant (at or after its ``start`` event, or the bag's first
+message with ``split: bag``) where every stream is fresh - its latest message at most ``max_gap``
+old. Streams that begin a moment after ``start`` (a recorder that starts streaming on ``start``,
+a camera warming up) thus cost only that lead, which is reported per episode (``lead_s``). A lead
+over ``max_lead`` (event episodes), one that leaves fewer than ``min_steps`` ticks, or a stream
+that is never fresh in the episode is an error; a gap after the first tick is an error as before.
 """
 
 from __future__ import annotations
@@ -25,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from class_core import ros_msgs as rm
-from class_core.deploy.topics import ObsSources, Source, SourceError, parse_sources, resize_center_crop
 from class_core.geometry import matrix_to_rot6d, quat_to_matrix
+from class_core.topics import ObsSources, Source, SourceError, parse_sources, resize_center_crop
 
 NS = rm.NS
 
@@ -54,6 +61,7 @@ class RosbagImportConfig:
     time_source: str = "header"  # header stamps (log time for messages without one) | log
     split: str = "auto"  # events | bag (one episode per bag) | auto (events when the bag has any)
     max_gap: float = 0.5  # s; longest a key may go without a message inside an episode
+    max_lead: float = 2.0  # s; longest an episode may wait after 'start' for every stream to be fresh
     max_clock_skew: float = 5.0  # s; |header stamp - log time| beyond this is an error
     min_steps: int = 2
     event_topic: str = "/class/episode/event"
@@ -76,6 +84,8 @@ class RosbagImportConfig:
             raise bad("split", f"must be auto, events or bag, got {self.split!r}")
         if not self.max_gap > 0 or not self.max_clock_skew > 0 or self.min_steps < 1:
             raise bad("max_gap", "max_gap and max_clock_skew must be positive, min_steps >= 1")
+        if not self.max_lead >= 0:
+            raise bad("max_lead", f"must be >= 0, got {self.max_lead}")
         if "action" in self.observations:
             raise bad("observations", "'action' is configured in rosbag_import.action, not as an observation")
         self.sources()
@@ -107,6 +117,7 @@ class EpisodePlan:
     success: bool | None  # None when the bag has no events
     lowdim: dict[str, np.ndarray]  # canonical name -> float32 (T, k)
     image_rows: dict[str, np.ndarray]  # canonical name -> int64 (T,): message index in bag order
+    lead_ns: int = 0  # ticks[0] - t0: time trimmed until every stream was fresh
 
 
 @dataclass
@@ -298,18 +309,65 @@ def _cut_episodes(
         return
     firsts = [s[0] for s, _ in sorted_topics.values()]
     lasts = [s[-1] for s, _ in sorted_topics.values()]
+    keys_of: dict[str, list[str]] = {}
+    for key, parts in sources.items():
+        for s in parts:
+            if key not in keys_of.setdefault(s.topic, []):
+                keys_of[s.topic].append(key)
+
+    def named(topic: str) -> str:
+        return f"{topic} ({', '.join(keys_of.get(topic, []))})"
+
     for t0, t1, success in _episode_windows(scan, cfg, events, (min(firsts), max(lasts))):
         where = f"episode {t0 / NS:.3f}-{t1 / NS:.3f} s"
-        start = max(t0, *firsts)
-        if start - t0 > max_gap:
-            late = [n for n, (s, _) in sorted_topics.items() if s[0] - t0 > max_gap]
-            scan.problems.append(f"{where}: no message on {late} within max_gap={cfg.max_gap} s of the start")
-            continue
         end = min(t1, *lasts) if success is None else t1
+        n_full = len(range(t0, end + 1, dt))  # a short episode (not a late stream) is dropped
+        if n_full < cfg.min_steps:
+            scan.notes.append(f"{where}: only {n_full} step(s) < min_steps={cfg.min_steps}, dropped")
+            continue
+        start, first_fresh = _first_fresh(sorted_topics, t0, end, max_gap)
+        never = [n for n, f in first_fresh.items() if f is None]
+        if never:
+            scan.problems.append(
+                f"{where}: no fresh message (max_gap={cfg.max_gap} s) anywhere in the episode on "
+                + ", ".join(named(n) for n in never)
+            )
+            continue
+        late = ", ".join(
+            f"{named(n)} +{(f - t0) / NS:.3f} s"
+            for n, f in sorted(first_fresh.items(), key=lambda nf: -int(nf[1] or 0))
+            if f is not None and f > t0
+        )
+        if start is None:
+            scan.problems.append(
+                f"{where}: the streams are never fresh (max_gap={cfg.max_gap} s) all at once; each is first "
+                f"fresh at: {late}"
+            )
+            continue
+        lead = start - t0
+        # the stream(s) that were stale an instant before the start
+        waited = ", ".join(
+            named(n) for n, (st, _) in sorted_topics.items() if lead and not _fresh(st, start - 1, max_gap)
+        )
+        opened = "'start'" if success is not None else "the bag's first message"
+        if success is not None and lead > round(cfg.max_lead * NS):
+            scan.problems.append(
+                f"{where}: every stream is fresh only {lead / NS:.3f} s after {opened} "
+                f"(> max_lead={cfg.max_lead} s), waited on {waited}; first fresh: {late}"
+            )
+            continue
         ticks = np.arange(start, end + 1, dt, dtype=np.int64)
         if len(ticks) < cfg.min_steps:
-            scan.notes.append(f"{where}: only {len(ticks)} step(s) < min_steps={cfg.min_steps}, dropped")
+            scan.problems.append(
+                f"{where}: trimming the {lead / NS:.3f} s lead after {opened} (waited on {waited}) leaves "
+                f"{len(ticks)} step(s) < min_steps={cfg.min_steps}; first fresh: {late}"
+            )
             continue
+        if lead > 0:
+            scan.notes.append(
+                f"{where}: lead of {lead / NS:.3f} s trimmed (first tick where every stream is fresh), "
+                f"waited on {waited}"
+            )
         rows: dict[str, np.ndarray] = {}
         ok = True
         for name, (stamps, order) in sorted_topics.items():
@@ -347,7 +405,49 @@ def _cut_episodes(
                     vals = tp.values[s]
                     cols.append(np.stack([vals[i] for i in rows[s.topic]]).astype(np.float32))
             lowdim[key] = np.concatenate(cols, axis=1) if len(cols) > 1 else cols[0]
-        scan.episodes.append(EpisodePlan(str(scan.path), t0, t1, ticks, success, lowdim, image_rows))
+        scan.episodes.append(
+            EpisodePlan(str(scan.path), t0, t1, ticks, success, lowdim, image_rows, lead_ns=int(lead))
+        )
+
+
+def _fresh(stamps: np.ndarray, at: Any, max_gap: int) -> Any:
+    """Whether the latest of the sorted ``stamps`` at or before ``at`` is at most ``max_gap`` old."""
+    idx = np.searchsorted(stamps, at, side="right") - 1
+    return (idx >= 0) & (at - stamps[np.maximum(idx, 0)] <= max_gap)
+
+
+def _first_fresh(
+    sorted_topics: Mapping[str, tuple[np.ndarray, np.ndarray]], lo: int, hi: int, max_gap: int
+) -> tuple[int | None, dict[str, int | None]]:
+    """First instant in ``[lo, hi]`` where every stream's latest message is at most ``max_gap`` old
+    (None if there is none), and each stream's own first such instant (None: never fresh)."""
+
+    def fresh(stamps: np.ndarray, at: np.ndarray) -> np.ndarray:
+        return _fresh(stamps, at, max_gap)
+
+    own: dict[str, int | None] = {}
+    for name, (stamps, _) in sorted_topics.items():
+        if fresh(stamps, np.array([lo]))[0]:
+            own[name] = lo
+        else:  # freshness begins at a message
+            k = int(np.searchsorted(stamps, lo, side="right"))
+            own[name] = int(stamps[k]) if k < len(stamps) and stamps[k] <= hi else None
+    if any(f is None for f in own.values()):
+        return None, own
+    # all fresh at once: at the latest of the first-fresh instants, or later at some message
+    m = max(f for f in own.values() if f is not None)
+    if all(fresh(stamps, np.array([m]))[0] for stamps, _ in sorted_topics.values()):
+        return m, own
+    cands = [np.array([m], dtype=np.int64)]
+    for stamps, _ in sorted_topics.values():
+        cands.append(
+            stamps[np.searchsorted(stamps, m, side="right") : np.searchsorted(stamps, hi, side="right")]
+        )
+    at = np.unique(np.concatenate(cands))
+    ok = np.ones(len(at), dtype=bool)
+    for stamps, _ in sorted_topics.values():
+        ok &= fresh(stamps, at)
+    return (int(at[int(np.argmax(ok))]) if ok.any() else None), own
 
 
 def _poses_to(kind: str, raw: np.ndarray) -> np.ndarray:
@@ -457,7 +557,7 @@ def import_bags(
                 n_steps += n
                 episodes.append(
                     {"bag": plan.bag, "start_ns": int(plan.t0), "end_ns": int(plan.t1), "steps": n,
-                     "success": plan.success}
+                     "success": plan.success, "lead_s": plan.lead_ns / NS}
                 )  # fmt: skip
         writer.set_attrs(source="rosbag2", episodes=episodes, bags=[str(b) for b in bags],
                          skipped=[list(p) for p in problems], **dict(extra_attrs or {}))  # fmt: skip

@@ -9,7 +9,7 @@ the ``rosbags`` package.
 from class_core.deploy.chunk_queue import ChunkQueue
 from class_core.deploy.policy_core import PolicyCore, PolicyCoreConfig
 from class_core.deploy.sim_bridge_core import SimBridgeConfig, SimBridgeCore
-from class_core.deploy.topics import (
+from class_core.topics import (
     DEFAULT_OBS_SOURCES,
     TOPICS,
     ObsSources,

@@ -15,7 +15,7 @@ from typing import Any
 from class_core import ros_msgs as rm
 from class_core.deploy.policy_core import PolicyCore
 from class_core.deploy.sim_bridge_core import SimBridgeCore
-from class_core.deploy.topics import ACTION_CHUNK_TOPIC, CLOCK_TOPIC, DIAGNOSTICS_TOPIC
+from class_core.topics import ACTION_CHUNK_TOPIC, CLOCK_TOPIC, DIAGNOSTICS_TOPIC
 
 
 @dataclass

@@ -7,6 +7,11 @@ its first ``T_a`` steps as a JointTrajectory stamped with the observation stamp,
 lock-step (simulation), and gives the executor time-stamped targets on a real robot, where the
 arm driver skips points already in the past. An observation older than ``max_obs_age`` is never
 planned from.
+
+An executor that got no answer publishes its observation again with the same stamp (the
+simulation bridge in lock-step does): a repeated reference observation that was already planned
+from is answered with the same chunk, and a repeated ``start`` with no plan since the last one
+does not reset the policy twice.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from class_core import ros_msgs as rm
-from class_core.deploy.topics import (
+from class_core.topics import (
     ACTION_CHUNK_TOPIC,
     DEFAULT_OBS_SOURCES,
     DIAGNOSTICS_TOPIC,
@@ -113,12 +118,16 @@ class PolicyCore:
         self._rejected_stamp = -(1 << 62)
         self._next_diag = -(1 << 62)
         self.stats: dict[str, Any] = {
-            "published": 0, "stale_skipped": 0, "unsynced_skipped": 0, "errors": 0, "resets": 0,
+            "published": 0, "resent": 0, "stale_skipped": 0, "unsynced_skipped": 0, "errors": 0, "resets": 0,
             "inference_ms_last": float("nan"), "inference_ms_max": 0.0, "inference_ms_sum": 0.0,
             "latency_ms_last": float("nan"), "latency_ms_max": 0.0, "obs_age_ms_last": float("nan"),
         }  # fmt: skip
         self.status = ("warn", "waiting for observations")
         self.active = True  # until an episode event says stop; a robot without events runs always
+        self._started = False  # a start event was handled
+        self._published_at_start = 0
+        self._last_chunk: Any = None  # the last published chunk message, for repeated observations
+        self._repeated = False  # the newest reference message repeats a stamp already received
 
     # --- inputs ------------------------------------------------------------------------------
     def subscriptions(self) -> dict[str, str]:
@@ -136,7 +145,11 @@ class PolicyCore:
         except rm.MessageError as e:
             self._error(f"{topic}: {e}")
             return []
-        self._hist[topic].append((stamp, msg))
+        hist = self._hist[topic]
+        if topic == self.ref_topic:
+            self._repeated = any(s == stamp for s, _ in hist)
+        if not any(s == stamp for s, _ in hist):
+            hist.append((stamp, msg))
         return self.try_plan(now)
 
     def on_event(self, event: str, now: int) -> None:
@@ -145,6 +158,10 @@ class PolicyCore:
             return
         if event != "start":
             return
+        if self._started and self.active and self.stats["published"] == self._published_at_start:
+            return  # a repeat of the start just handled (the executor published it again)
+        self._started = True
+        self._published_at_start = self.stats["published"]
         self.active = True
         self.policy.reset()
         self.stats["resets"] += 1
@@ -177,6 +194,10 @@ class PolicyCore:
         if not ref_hist or not self.active:
             return []
         ref, _ = ref_hist[-1]
+        if ref == self.last_plan_stamp and self._repeated and self._last_chunk is not None:
+            self._repeated = False  # the executor did not get the chunk: the same one again
+            self.stats["resent"] += 1
+            return [(ACTION_CHUNK_TOPIC, self._last_chunk)]
         if ref < self.next_plan or ref <= self._rejected_stamp or ref == self.last_plan_stamp:
             return []
         msgs: dict[str, Any] = {}
@@ -210,6 +231,8 @@ class PolicyCore:
             self._error(str(e))
             return []
         self.last_plan_stamp = ref
+        self._last_chunk = msg
+        self._repeated = False
         self.next_plan = ref + t_a * self.dt - self.tol
         s = self.stats
         s["published"] += 1

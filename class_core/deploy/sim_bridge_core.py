@@ -9,9 +9,14 @@ Two clocks:
 - ``lockstep`` (default): simulation time is the ROS time (the node publishes ``/clock`` and
   both nodes run with ``use_sim_time``). The task steps only when the chunk holds the action
   planned for the current stamp, so results do not depend on the policy's latency and equal a
-  direct rollout with ``select_action``.
+  direct rollout with ``select_action``. A lost message must never stall an episode: an episode
+  starts only once a policy publishes on the chunk topic (``peers_ready``), and the pending
+  observation is published again (same stamp) when no chunk answers within ``resend_after``
+  seconds of the node's own clock; the policy core answers a repeated observation that it has
+  already planned from with the same chunk.
 - ``realtime``: stamps are the wall clock; each tick executes the latest point due (holding the
-  last target when the chunk runs out), as a robot would.
+  last target when the chunk runs out), as a robot would. Before the first chunk, each tick
+  publishes the unchanged observation with a fresh stamp, as a robot's sensors stream.
 
 This module knows nothing of CLASS policies; it takes any ``sim_bridge`` task.
 """
@@ -26,7 +31,7 @@ import numpy as np
 from class_core import ros_msgs as rm
 from class_core.deploy.chunk_queue import ChunkQueue
 from class_core.deploy.policy_core import action_names_for
-from class_core.deploy.topics import (
+from class_core.topics import (
     ACTION_CHUNK_TOPIC,
     CLOCK_TOPIC,
     DEFAULT_OBS_SOURCES,
@@ -53,12 +58,21 @@ class SimBridgeConfig:
     action_names: list[str] = field(default_factory=list)  # empty = action_names_for(action_dim)
     obs_sources: dict[str, Any] = field(default_factory=dict)  # merged over DEFAULT_OBS_SOURCES
     frame_id: str = "sim"
+    resend_after: float = 2.0  # s of the caller's clock (lockstep); 0 = never publish again
 
     def validate(self) -> None:
         if self.clock not in CLOCKS:
             raise ValueError(f"sim bridge parameter 'clock' must be one of {CLOCKS}, got {self.clock!r}")
-        if self.seed < 0 or self.n_episodes < 0 or self.rate < 0 or self.start_time <= 0:
-            raise ValueError("sim bridge parameters seed, n_episodes, rate must be >= 0 and start_time > 0")
+        if (
+            self.seed < 0
+            or self.n_episodes < 0
+            or self.rate < 0
+            or self.start_time <= 0
+            or self.resend_after < 0
+        ):
+            raise ValueError(
+                "sim bridge parameters seed, n_episodes, rate, resend_after must be >= 0 and start_time > 0"
+            )
 
 
 @dataclass
@@ -87,7 +101,14 @@ class SimBridgeCore:
         self.episode_start = 0
         self.running = False
         self.rejected_chunks = 0
+        self.stale_chunks = 0  # repeats of chunks already superseded (answers to a re-publication)
+        self.resends = 0
         self.last_error = ""
+        self.waiting = "waiting for a policy on " + ACTION_CHUNK_TOPIC
+        self._pending: list[tuple[str, Any]] = []  # what the policy must answer, to publish again
+        self._pending_since = 0  # caller's clock when it was last published
+        self._last_chunk_stamp = -(1 << 62)
+        self._last_obs: dict[str, np.ndarray] = {}
 
     @property
     def done(self) -> bool:
@@ -108,6 +129,7 @@ class SimBridgeCore:
 
     def _obs_messages(self, obs: dict[str, np.ndarray], stamp: int) -> list[tuple[str, Any]]:
         self.stamp = stamp
+        self._last_obs = obs
         out: list[tuple[str, Any]] = []
         if self.cfg.clock == "lockstep":
             out.append((CLOCK_TOPIC, rm.clock_msg(self.f, stamp)))
@@ -120,6 +142,7 @@ class SimBridgeCore:
             return []
         self.episode += 1
         self.queue.clear()
+        self._last_chunk_stamp = -(1 << 62)
         obs = self.task.reset(self.cfg.seed + self.episode)
         stamp = self._now(now)
         self.episode_start = stamp
@@ -128,7 +151,12 @@ class SimBridgeCore:
         msgs = self._obs_messages(obs, stamp)
         clock = [m for m in msgs if m[0] == CLOCK_TOPIC]
         rest = [m for m in msgs if m[0] != CLOCK_TOPIC]
-        return clock + [(EVENT_TOPIC, rm.string_msg(self.f, "start"))] + rest
+        return self._wait_for_answer(clock + [(EVENT_TOPIC, rm.string_msg(self.f, "start"))] + rest, now)
+
+    def _wait_for_answer(self, out: list[tuple[str, Any]], now: int) -> list[tuple[str, Any]]:
+        if self.cfg.clock == "lockstep":
+            self._pending, self._pending_since = out, now
+        return out
 
     def on_message(self, topic: str, msg: Any, now: int = 0) -> list[tuple[str, Any]]:
         if topic != ACTION_CHUNK_TOPIC:
@@ -142,13 +170,29 @@ class SimBridgeCore:
         if chunk.stamp < self.episode_start or not self.running:
             self.rejected_chunks += 1  # planned from the previous episode
             return []
+        if chunk.stamp < self._last_chunk_stamp:
+            # a repeat of a superseded chunk (answer to a re-published observation): pushing it
+            # would replace the newer chunk's points with older plans
+            self.stale_chunks += 1
+            return []
+        self._last_chunk_stamp = chunk.stamp
         self.queue.push(chunk)
         return self.tick(now) if self.cfg.clock == "lockstep" else []
 
-    def tick(self, now: int = 0) -> list[tuple[str, Any]]:
-        """Timer callback: step once if an action is due; handle the episode's end."""
+    def tick(self, now: int = 0, peers_ready: bool = True) -> list[tuple[str, Any]]:
+        """Timer callback: step once if an action is due; handle the episode's end.
+
+        ``peers_ready``: whether a policy publishes on the chunk topic (the node asks DDS); an
+        episode starts only then, so that its first observation is not published to no one.
+        ``now`` is the caller's clock; in lock-step it only times re-publications."""
         if not self.running:
-            return [] if self.done else self.start_episode(now)
+            if self.done:
+                return []
+            if not peers_ready:
+                self.waiting = "waiting for a policy on " + ACTION_CHUNK_TOPIC
+                return []
+            self.waiting = ""
+            return self.start_episode(now)
         if self.cfg.clock == "lockstep":
             action = self.queue.action_at(self.stamp, self.dt // 2)
             stamp = self.stamp + self.dt
@@ -156,7 +200,18 @@ class SimBridgeCore:
             action = self.queue.latest_before(now + self.dt // 2)
             self.queue.drop_before(now)
             stamp = now
+        if action is None and self.cfg.clock == "realtime":
+            # a robot's sensors stream whether or not it moves: the unchanged world, stamped now
+            return build_messages(self.f, self.sources, self._last_obs, now, self.cfg.frame_id)
         if action is None:
+            if (
+                self._pending
+                and self.cfg.resend_after > 0
+                and now - self._pending_since >= round(self.cfg.resend_after * NS)
+            ):
+                self.resends += 1
+                self._pending_since = now
+                return list(self._pending)
             return []
         # float64 as received: a float32 policy output survives the float64 message exactly
         obs, success, info = self.task.step(action)
@@ -171,9 +226,11 @@ class SimBridgeCore:
             out.insert(k, event)
             self.running = False
             self.queue.clear()
+            self._pending = []
             if self.cfg.clock == "lockstep":
                 self.sim_time += self.dt  # a fresh stamp for the next episode's first observation
-        return out
+            return out
+        return self._wait_for_answer(out, now)
 
     def success_rate(self) -> float:
         return float(np.mean([r.success for r in self.results])) if self.results else float("nan")
@@ -189,8 +246,10 @@ class SimBridgeCore:
             "successes": sum(r.success for r in self.results),
             "success_rate": f"{self.success_rate():.3f}" if n else "nan",
             "rejected_chunks": self.rejected_chunks,
+            "stale_chunks": self.stale_chunks,
+            "resends": self.resends,
             "queued_points": len(self.queue),
         }
-        level = "error" if self.last_error else "ok"
-        message = self.last_error or ("done" if self.done else "running")
+        level = "error" if self.last_error else "warn" if self.waiting else "ok"
+        message = self.last_error or self.waiting or ("done" if self.done else "running")
         return rm.diagnostic_array(self.f, max(self._now(now), 0), "class_sim_bridge", level, message, values)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import rclpy
 import yaml
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 
@@ -28,22 +30,40 @@ def run_node(
     args: list[str] | None = None,
 ) -> int:
     """A node's ``main``: init, build (a bad parameter or missing file exits 2 with one line),
-    spin until Ctrl-C or SystemExit, then ``on_exit`` (stop hardware), destroy and shut down."""
+    spin until SIGINT, SIGTERM or SystemExit, then ``on_exit`` (stop the hardware) first, destroy
+    and shut down: exit 0 without a traceback.
+
+    rclpy's own handlers turn SIGINT and SIGTERM (what ``ros2 launch`` sends on Ctrl-C and on its
+    way down) into a shutdown of the context, which ``spin`` reports as
+    ``ExternalShutdownException``; a signal during start-up (the policy node loads torch and the
+    model for seconds) ends the node the same way.
+    """
     rclpy.init(args=args)
+    node: N | None = None
     try:
         node = make()
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        print(f"{name}: error: {e}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
         rclpy.spin(node)
-    except (KeyboardInterrupt, SystemExit):
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        if node is None and rclpy.ok():
+            print(f"{name}: error: {e}", file=sys.stderr)
+            rclpy.try_shutdown()
+            return 2
+        raise
+    except (KeyboardInterrupt, SystemExit, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # the context was shut down by a signal while the node was being built
     finally:
-        if on_exit is not None:
-            on_exit(node)
-        node.destroy_node()
+        # Ctrl-C in a terminal signals the whole process group and launch forwards it once more:
+        # a second signal must not interrupt stopping the hardware or tearing down the node
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if node is not None:
+            if on_exit is not None:
+                on_exit(node)
+            node.destroy_node()
         rclpy.try_shutdown()
     return 0
 

@@ -3,7 +3,15 @@
 A wiring diagram over class_core.deploy.SimBridgeCore. Parameters (config/ros/sim_bridge.yaml):
   task, variant, seed (episode i uses seed + i), rate (Hz, 0 = the task's), clock
   (lockstep: publishes /clock, run every node with use_sim_time:=true | realtime), n_episodes
-  (0 = forever; the node exits when done), obs_sources (YAML string), action_names.
+  (0 = forever; the node exits when done), max_steps (episode step limit, 0 = the task's),
+  obs_sources (YAML string), action_names,
+  resend_after (s, lockstep: publish the pending observation again when no chunk answers),
+  lockstep_period (s of wall time between lock-step ticks; the simulation advances only as fast as
+  the policy answers).
+
+An episode starts only once a policy publishes on /class/policy/action_chunk and listens on
+/class/episode/event (DDS has matched both), so the first observation is not published to no one
+while the policy is still loading; in lock-step an unanswered observation is published again.
 """
 
 from __future__ import annotations
@@ -23,9 +31,12 @@ DEFAULTS = {
     "rate": 0.0,
     "clock": "lockstep",
     "n_episodes": 0,
+    "max_steps": 0,
     "obs_sources": "",
     "action_names": [""],
     "diagnostics_period": 1.0,
+    "resend_after": 2.0,
+    "lockstep_period": 0.005,
 }
 
 
@@ -36,7 +47,10 @@ class SimBridgeNode(Node):
         p = declare(self, DEFAULTS)
         from sim_bridge.task import make_task
 
-        task = make_task(p["task"], p["variant"] or None)
+        if int(p["max_steps"]) < 0:
+            raise ValueError(f"parameter 'max_steps' must be >= 0, got {p['max_steps']}")
+        limit = {"max_steps": int(p["max_steps"])} if int(p["max_steps"]) > 0 else {}
+        task = make_task(p["task"], p["variant"] or None, **limit)
         cfg = SimBridgeConfig(
             task=p["task"],
             variant=p["variant"],
@@ -46,16 +60,21 @@ class SimBridgeNode(Node):
             n_episodes=int(p["n_episodes"]),
             action_names=[k for k in p["action_names"] if k],
             obs_sources=yaml_param(self, "obs_sources", p["obs_sources"]),
+            resend_after=float(p["resend_after"]),
         )
         self.core = SimBridgeCore(task, rclpy_factory(), cfg)
         self.out = Publishers(self, self.core.publications())
-        self.create_subscription(
+        self.chunk_sub = self.create_subscription(
             msg_class("trajectory_msgs/msg/JointTrajectory"),
             "/class/policy/action_chunk",
             self._on_chunk,
             RELIABLE,
         )
-        self.create_timer(self.core.dt / 1e9, self._tick)
+        # lock-step: tick often (steps wait for chunks, not for the wall clock); realtime: every dt
+        period = float(p["lockstep_period"]) if cfg.clock == "lockstep" else self.core.dt / 1e9
+        if not period > 0:
+            raise ValueError(f"parameter 'lockstep_period' must be positive, got {period}")
+        self.create_timer(period, self._tick)
         self.create_timer(float(p["diagnostics_period"]), self._diag)
         self.get_logger().info(
             f"{task!r} at {1e9 / self.core.dt:.1f} Hz, clock={cfg.clock}, "
@@ -70,7 +89,12 @@ class SimBridgeNode(Node):
 
     def _tick(self) -> None:
         n = len(self.core.results)
-        self.out.publish(self.core.tick(self._now()))
+        # a policy publishes chunks and listens to episode events (it subscribes to those last)
+        ready = (
+            self.chunk_sub.get_publisher_count() > 0
+            and self.out.pubs["/class/episode/event"].get_subscription_count() > 0
+        )
+        self.out.publish(self.core.tick(self._now(), peers_ready=ready))
         if len(self.core.results) > n:
             r = self.core.results[-1]
             self.get_logger().info(
