@@ -14,7 +14,9 @@ import signal
 
 import numpy as np
 import pytest
-from ros_helpers import NodeProcess
+
+pytest.importorskip("rclpy", reason="ROS 2 unavailable: rclpy does not import")
+from ros_helpers import NodeProcess  # noqa: E402
 
 from class_core import ros_msgs as rm
 

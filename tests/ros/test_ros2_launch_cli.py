@@ -8,7 +8,10 @@ import signal
 import subprocess
 
 import psutil
-from ros_helpers import NodeProcess
+import pytest
+
+pytest.importorskip("rclpy", reason="ROS 2 unavailable: rclpy does not import")
+from ros_helpers import NodeProcess  # noqa: E402
 
 CONTROL_HZ, T_A = 10.0, 8  # policy.yaml's control_hz, the demo artifact's n_action_steps
 
