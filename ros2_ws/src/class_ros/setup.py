@@ -25,6 +25,7 @@ setup(
             "arm_node = class_ros.arm_node:main",
             "gripper_node = class_ros.gripper_node:main",
             "teleop_node = class_ros.teleop_node:main",
+            "recorder_node = class_ros.recorder_node:main",
         ],
     },
 )
