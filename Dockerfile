@@ -61,6 +61,9 @@ ENTRY
 RUN chmod +x /entrypoint.sh
 ENV ROS_DISTRO=${ROS_DISTRO}
 ENTRYPOINT ["/entrypoint.sh"]
+# `docker stop` sends this: ros2 launch forwards SIGINT to every node (each stops its hardware and
+# the recorder closes its bag); SIGTERM to launch alone would orphan them
+STOPSIGNAL SIGINT
 # Default: the workspace's launch tests, as CI runs them (scripts/colcon_test.sh: launch_pytest,
 # policy.launch.py sim:=true for each mode; fails unless tests ran). DDS discovery stays on
 # loopback; the container's network is its own (CLASS_ROS_TEST_NETWORK=own: run it with the

@@ -124,6 +124,7 @@ class RealSenseCamera:
         self._clock = clock
         self._sensor: Any = None
         self._queue: Any = None
+        self.profile: Any = None  # the opened stream profile (intrinsics: CameraInfo)
         self.clock = ClockOffsetEstimator(cfg.clock_window_s)
         self.dropped = 0
         self._last_number: int | None = None
@@ -169,6 +170,7 @@ class RealSenseCamera:
         self._queue = rs.frame_queue(2)  # small: old frames are worthless
         self._sensor.open(profile)
         self._sensor.start(self._queue)
+        self.profile = profile
         self._rs = rs
         log.info("camera started: %s", profile)
 

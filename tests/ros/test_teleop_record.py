@@ -24,14 +24,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import recording_streams as rs
-import yaml
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from ros_helpers import REPO, NodeProcess, msg_class
 
-from class_core import ros_msgs as rm
-from class_core.data.store import EpisodeStore
-from class_core.hardware.recording import RecordingConfig, record_topics
+pytest.importorskip("rclpy", reason="ROS 2 unavailable: rclpy does not import")
+import recording_streams as rs  # noqa: E402
+import yaml  # noqa: E402
+from rclpy.qos import QoSProfile, qos_profile_sensor_data  # noqa: E402
+from ros_helpers import REPO, NodeProcess, msg_class  # noqa: E402
+
+from class_core import ros_msgs as rm  # noqa: E402
+from class_core.data.store import EpisodeStore  # noqa: E402
+from class_core.hardware.recording import RecordingConfig, record_topics  # noqa: E402
 
 NS = 10**9
 RATE_HZ = 20.0

@@ -9,7 +9,7 @@ from std_srvs.srv import Trigger
 from class_core import ros_msgs as rm
 from class_core.hardware.arm import ChunkRejected, FrankaArm
 from class_ros.common import RELIABLE, SENSOR, run_node
-from class_ros.hw_common import now_ns, robot_config
+from class_ros.hw_common import exit_logger, now_ns, robot_config
 from class_ros.msg_factory import msg_class, rclpy_factory
 
 JOINTS = [f"fr3_joint{i}" for i in range(1, 8)]
@@ -99,5 +99,11 @@ class ArmNode(Node):
         return res
 
 
+def _stop_arm(node: ArmNode) -> None:
+    """The control loop ends and a running motion is stopped before the node goes."""
+    node.arm.stop()
+    exit_logger(node).info("arm stopped")
+
+
 def main(args: list[str] | None = None) -> int:
-    return run_node(ArmNode, "arm_node", on_exit=lambda node: node.arm.stop(), args=args)
+    return run_node(ArmNode, "arm_node", on_exit=_stop_arm, args=args)

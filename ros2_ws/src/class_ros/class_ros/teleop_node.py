@@ -1,6 +1,10 @@
 """Meta Quest teleoperation: /class/teleop/target (PoseStamped), /class/teleop/joy (Joy: axes
 [trigger, grip], buttons [engaged, A, B, RJ]) and /class/episode/event (String) at teleop.rate_hz.
-The mapping lives in class_core.hardware.teleop."""
+The mapping lives in class_core.hardware.teleop.
+
+trace:=<file> replays a recorded oculus_reader logcat trace instead of the headset (adb), one
+frame per tick, looping; fake_hardware:=true without a trace replays a built-in one
+(hw_common.builtin_trace_lines: engage, a 3 cm circle, the trigger, no buttons)."""
 
 from __future__ import annotations
 
@@ -10,23 +14,34 @@ from rclpy.node import Node
 from class_core import ros_msgs as rm
 from class_core.hardware.teleop import ControllerSample, LogcatReader, TeleopMapper
 from class_ros.common import RELIABLE, SENSOR, run_node
-from class_ros.hw_common import now_ns, robot_config
+from class_ros.hw_common import TraceReplay, builtin_trace_lines, exit_logger, now_ns, robot_config
 from class_ros.msg_factory import msg_class, rclpy_factory
 
-# config: path to robot.yaml; overrides: key=value list applied to it
-DEFAULTS = {"config": "config/robot.yaml", "overrides": [""]}
+# config: path to robot.yaml; overrides: key=value list applied to it; trace: a logcat trace to
+# replay instead of the headset; fake_hardware: replay the built-in trace when no trace is given
+DEFAULTS = {"config": "config/robot.yaml", "overrides": [""], "trace": "", "fake_hardware": False}
 
 
 class TeleopNode(Node):
     def __init__(self) -> None:
         super().__init__("class_teleop")
-        cfgs = robot_config(self, DEFAULTS)[1]
+        params, cfgs = robot_config(self, DEFAULTS)
         cfg, lim = cfgs["teleop"], cfgs["arm"].limits
         self.f = rclpy_factory()
         self.mapper = TeleopMapper(cfg, clip=lambda p: np.clip(p, lim.lo, lim.hi))
-        self.reader = LogcatReader(cfg.hand, serial=cfg.adb_serial).start() if cfg.source == "adb" else None
+        self.reader: LogcatReader | TraceReplay | None = None
+        if params["trace"]:
+            with open(params["trace"]) as fh:
+                self.reader = TraceReplay(fh.read().splitlines(), cfg.hand)
+            self.get_logger().info(f"replaying {len(self.reader.samples)} frames of {params['trace']}")
+        elif params["fake_hardware"]:
+            self.reader = TraceReplay(builtin_trace_lines(cfg.rate_hz, cfg.hand), cfg.hand)
+            self.get_logger().info("fake hardware: replaying the built-in controller trace")
+        elif cfg.source == "adb":
+            self.reader = LogcatReader(cfg.hand, serial=cfg.adb_serial).start()
         self._bridge: ControllerSample | None = None
-        if cfg.source == "topic":  # an existing VR bridge: controller pose + Joy(axes [trigger, grip])
+        if self.reader is None and cfg.source == "topic":
+            # an existing VR bridge: controller pose + Joy(axes [trigger, grip])
             self.create_subscription(
                 msg_class("geometry_msgs/msg/PoseStamped"), "/vr/controller/pose", self.on_bridge_pose, SENSOR
             )
@@ -55,8 +70,10 @@ class TeleopNode(Node):
         self._bridge = ControllerSample(rm.stamp_ns(msg) * 1e-9, m, 1.0, 0.0, {})
 
     def tick(self) -> None:
+        if self.ee is None:  # engaging needs the arm's pose; a replay waits for it
+            return
         s = self.reader.latest() if self.reader is not None else self._bridge
-        if s is None or self.ee is None:
+        if s is None:
             return
         out = self.mapper.step(s, *self.ee)
         stamp = now_ns(self)
@@ -71,7 +88,8 @@ class TeleopNode(Node):
 
 def _stop_reader(node: TeleopNode) -> None:
     if node.reader is not None:
-        node.reader.stop()
+        node.reader.stop()  # ends adb logcat
+        exit_logger(node).info("teleop stopped")
 
 
 def main(args: list[str] | None = None) -> int:
