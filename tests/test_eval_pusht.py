@@ -208,8 +208,9 @@ def test_lockstep_batches(tmp_path):
     differ in the last bits, which can flip a near-tie retrieval later in a long rollout), and
     the blocks are fixed by index, so the results do not depend on the workers."""
     pytest.importorskip("torch")
-    from class_core.cli.eval import load_policy
     from demo_artifacts import make_demo_artifact
+
+    from class_core.cli.eval import load_policy
     from sim_bridge.task import make_task
 
     art = make_demo_artifact(tmp_path / "demo_policy", n_episodes=2, steps=30)
@@ -250,8 +251,9 @@ def test_rollouts_render_only_the_observations_a_policy_reads(tmp_path):
     pytest.importorskip("torch")
     import copy
 
-    from class_core.cli.eval import load_policy
     from demo_artifacts import make_demo_artifact
+
+    from class_core.cli.eval import load_policy
     from sim_bridge.rollout import run_episode, run_lockstep
     from sim_bridge.task import make_task
 
