@@ -431,3 +431,18 @@ def test_excessive_lead_is_an_error_naming_the_late_stream(tmp_path):
     assert str(bag2) in line and "leaves 1 step(s) < min_steps=2" in line and f"{cam} (image)" in line
     with pytest.raises(ValueError, match="rosbag_import.max_lead"):
         cfg(max_lead=-1.0).validate()
+
+
+def test_success_right_after_stop_labels_that_episode(tmp_path):
+    """The teleop ends an episode, then labels it ('stop', 'success'): the episode is a success."""
+    from class_core.data.rosbag_import import BagScan, RosbagImportConfig, _episode_windows
+
+    events = [(1, "start"), (2, "stop"), (2.001, "success"), (3, "start"), (4, "stop"), (5, "success"),
+              (5.5, "start"), (6, "stop"), (6.1, "discard"), (6.2, "success")]  # fmt: skip
+    scan = BagScan(tmp_path)
+    windows = _episode_windows(
+        scan, RosbagImportConfig(), [(round(t * NS), e) for t, e in events], (0, 10 * NS)
+    )
+    # a late 'success' after a discard has nothing to label
+    assert windows == [(1 * NS, 2 * NS, True), (3 * NS, 4 * NS, True)]
+    assert any("'success'" in n and "without 'start'" in n for n in scan.notes)

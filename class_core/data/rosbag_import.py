@@ -265,6 +265,10 @@ def _episode_windows(
             open_at, just_closed = t, False
         elif ev in ("stop", "success"):
             if open_at is None:
+                if ev == "success" and just_closed and windows:
+                    # the teleop ends an episode, then labels it: 'stop' then 'success'
+                    windows[-1] = (windows[-1][0], windows[-1][1], True)
+                    continue
                 scan.notes.append(f"'{ev}' at {(t - span[0]) / NS:.2f} s without 'start' ignored")
                 continue
             windows.append((open_at, t, ev == "success"))

@@ -133,12 +133,10 @@ class EpisodeLog:
             return level, line
         if ev in ("stop", "success"):
             if self.open_since is None:
-                if ev == "success" and self._just_closed and self.kept and not self.kept[-1][2]:
-                    # teleop sends 'stop' then 'success': the importer cuts at 'stop' (not a success)
-                    return (
-                        "warn",
-                        "'success' after 'stop': the importer ignores it (episode kept, not a success)",
-                    )
+                if ev == "success" and self._just_closed and self.kept:
+                    # the teleop ends an episode, then labels it: 'stop' then 'success'
+                    self.kept[-1] = (self.kept[-1][0], self.kept[-1][1], True)
+                    return "info", f"episode {len(self.kept)} labelled a success"
                 return "warn", f"'{ev}' without 'start': the importer ignores it"
             self.kept.append((self.open_since, t_ns, ev == "success"))
             self.open_since, self._just_closed = None, True
