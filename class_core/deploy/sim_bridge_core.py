@@ -220,10 +220,16 @@ class SimBridgeCore:
         out = self._obs_messages(obs, stamp)
         if success or info.get("truncated", False):
             self.results.append(EpisodeResult(self.cfg.seed + self.episode, bool(success), int(info["step"])))
-            # the event before the final observation, so that no one plans from it
             event = (EVENT_TOPIC, rm.string_msg(self.f, "success" if success else "stop"))
-            k = 1 if out and out[0][0] == CLOCK_TOPIC else 0
-            out.insert(k, event)
+            if self.cfg.clock == "lockstep":
+                # No final observation: DDS does not order messages across topics, so a policy
+                # could get it before the event and plan from it (and a diffusion policy would
+                # draw noise for that plan, changing every later episode).
+                out = [m for m in out if m[0] == CLOCK_TOPIC] + [event]
+            else:
+                # the event before the final observation, so that no one plans from it
+                k = 1 if out and out[0][0] == CLOCK_TOPIC else 0
+                out.insert(k, event)
             self.running = False
             self.queue.clear()
             self._pending = []

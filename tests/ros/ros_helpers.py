@@ -140,7 +140,8 @@ class NodeProcess:
         return self.proc.poll()
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def send_signal(self, sig: int) -> None:

@@ -45,9 +45,9 @@ def direct_rollout(model, n: int = EPISODES, max_steps: int = MAX_STEPS):
                 chunks.append(np.asarray(chunk, np.float64))
                 queue = list(chunk)
             obs, success, info = task.step(queue.pop(0))
-            agent.append(obs["agent_pos"].copy())
             if success or info["truncated"]:
-                break
+                break  # lock-step publishes no final observation
+            agent.append(obs["agent_pos"].copy())
         results.append((FIRST_SEED + i, bool(success), int(info["step"])))
     task.close()
     return chunks, np.array(agent), results
