@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import network_leak
+from ros_rules import network_leak
 
 REPO = Path(__file__).resolve().parents[1]
 
