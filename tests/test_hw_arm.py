@@ -8,6 +8,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +18,19 @@ import pytest
 from class_core.geometry import axis_angle_to_matrix, rotation_angle_between
 from class_core.hardware.arm import (
     ArmConfig,
+    ArmTimeout,
     ChunkRejected,
     ChunkScheduler,
     SafetyFilter,
     SafetyLimits,
     Watchdog,
+    call_with_deadline,
     decode_actions,
     preemption_is_safe,
     slerp_matrix,
     stop_distance,
 )
+from class_core.hardware.gripper import FrankaHandGripper, GripperConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -219,6 +224,200 @@ def test_config_errors_name_the_key():
         ArmConfig(relative_dynamics_factor=1.5)
 
 
+# --- deadlines: every wait on the robot ends, with a message naming what it waited for ---------
+
+
+def test_call_with_deadline():
+    assert call_with_deadline(lambda: 3, 1.0, "three") == 3
+    with pytest.raises(KeyError, match="inner"):
+        call_with_deadline(lambda: {}["inner"], 1.0, "lookup")
+    gate = threading.Event()
+    t0 = time.monotonic()
+    with pytest.raises(ArmTimeout, match=r"^the gate: no answer within 0.2 s$"):
+        call_with_deadline(gate.wait, 0.2, "the gate")
+    assert time.monotonic() - t0 < 1.0
+    gate.set()
+
+
+class _FakeFranky:
+    """What FrankaArm uses of franky's Robot; ``hang`` names the calls that never return (until
+    ``release`` is set, or 3 s, so a missing deadline fails the test instead of hanging it)."""
+
+    def __init__(self, hang=(), motion_done=True):
+        self.hang, self.motion_done = set(hang), motion_done
+        self.release = threading.Event()
+        self.calls: list[str] = []
+        self.is_in_control = False
+        self.has_errors = False
+
+    def _block(self, name):
+        self.calls.append(name)
+        if name in self.hang:
+            self.release.wait(3.0)
+            raise RuntimeError(f"{name} hung and was released")
+
+    def stop(self):
+        self._block("stop")
+
+    def recover_from_errors(self):
+        self._block("recover_from_errors")
+        return True
+
+    def move(self, motion, asynchronous=False):
+        self.calls.append(f"move(asynchronous={asynchronous})")
+
+    def join_motion(self, timeout=None):
+        self.calls.append(f"join_motion({timeout})")
+        return self.motion_done
+
+
+def _arm(robot, **kw):
+    from class_core.hardware.arm import FrankaArm
+
+    return FrankaArm(ArmConfig(**kw), robot=robot)
+
+
+def test_connect_deadline_names_the_robot(monkeypatch):
+    franky = pytest.importorskip("franky")
+    fake = _FakeFranky()
+
+    def never_answers(host, realtime_config=None):  # libfranka waiting for the Connect answer
+        fake.release.wait(3.0)
+        raise RuntimeError("franky.Robot hung and was released")
+
+    monkeypatch.setattr(franky, "Robot", never_answers)
+    t0 = time.monotonic()
+    with pytest.raises(
+        ArmTimeout, match=r"connect to the robot at 10\.0\.0\.9 \(franky.Robot\): no answer within 0.3 s"
+    ):
+        _arm(None, host="10.0.0.9", connect_timeout_s=0.3).connect()
+    assert time.monotonic() - t0 < 2.0
+    fake.release.set()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="needs Linux thread scheduling calls")
+def test_connect_keeps_the_scheduling_libfranka_gives_the_connecting_thread(monkeypatch):
+    """libfranka raises the thread that constructs the Robot to SCHED_FIFO 99 (where allowed), and
+    the threads that move the arm inherit it from the thread that called connect(). connect()
+    constructs the Robot in a helper thread (for its deadline), so it must hand that scheduling on
+    (without it, franky's control loop ran as a normal thread and, on a loaded machine, late)."""
+    franky = pytest.importorskip("franky")
+
+    class Connected(Exception):
+        pass
+
+    class Robot:  # changes its constructing thread's policy, as libfranka does (BATCH: no privileges)
+        def __init__(self, host, realtime_config=None):
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+        @property
+        def has_errors(self):
+            raise Connected
+
+    monkeypatch.setattr(franky, "Robot", Robot)
+    seen = {}
+
+    def caller():  # a thread of its own: the test's thread keeps its scheduling
+        try:
+            _arm(None, host="127.0.0.1").connect()
+        except Connected:
+            seen["policy"] = os.sched_getscheduler(0)
+
+    th = threading.Thread(target=caller)
+    th.start()
+    th.join(5.0)
+    assert seen == {"policy": os.SCHED_BATCH}
+
+
+def test_home_deadline_stops_the_motion_and_names_it():
+    pytest.importorskip("franky")
+    fake = _FakeFranky(motion_done=False)
+    arm = _arm(fake, home_timeout_s=0.5)
+    with pytest.raises(ArmTimeout, match=r"homing to .* did not finish within 0.5 s \(arm.home_timeout_s\)"):
+        arm.home()
+    assert fake.calls == ["move(asynchronous=True)", "join_motion(0.5)", "stop"]
+    assert arm.halted == "not started"  # never reported as homed
+
+
+def test_unanswered_error_recovery_faults_the_arm():
+    fake = _FakeFranky(hang={"recover_from_errors"})
+    arm = _arm(fake, call_timeout_s=0.2)
+    t0 = time.monotonic()
+    arm._recover(RuntimeError("reflex"))
+    assert time.monotonic() - t0 < 2.0
+    assert arm.faulted
+    assert arm.halted == "arm: automatic error recovery: no answer within 0.2 s, after: reflex"
+    fake.release.set()
+
+
+def test_stop_is_bounded_when_the_robot_does_not_answer():
+    fake = _FakeFranky(hang={"stop"})
+    fake.is_in_control = True
+    arm = _arm(fake, call_timeout_s=0.2)
+    t0 = time.monotonic()
+    arm.stop()  # logs the timeout; must not hang
+    assert time.monotonic() - t0 < 2.0
+    fake.release.set()
+
+
+# --- the scenario harness's own waits -------------------------------------------------------
+
+
+def _harness():
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        import hw_franky_scenarios
+    finally:
+        sys.path.remove(str(ROOT / "tests"))
+    return hw_franky_scenarios
+
+
+def test_harness_settle_names_what_did_not_come_to_rest():
+    h = _harness()
+
+    class MovingArm:
+        _lock = threading.RLock()
+        scheduler = ChunkScheduler()
+        _stop_target = None
+        halted = None
+
+        class robot:
+            class state:
+                class O_dP_EE_c:
+                    linear = np.array([0.05, 0.0, 0.0])
+
+    with pytest.raises(TimeoutError, match=r"^replace scenario: the arm did not come to rest within 0.2 s"):
+        h.settle(MovingArm(), "replace scenario", limit_s=0.2)
+
+
+def test_harness_hand_move_never_waits_forever_on_an_unanswered_move():
+    """franky-sim never answers a Franka Hand move that a Stop interrupted: the harness's wait
+    for a move's answer has a deadline and names the move."""
+    h = _harness()
+
+    class Future:  # a move franky-sim never answers
+        def wait(self, timeout=None):
+            time.sleep(min(timeout, 0.5))
+            return False
+
+    class Gripper:
+        width = 0.05
+
+        def move_async(self, width, speed):
+            return Future()
+
+    g = FrankaHandGripper(GripperConfig(kind="franka_hand", open_width_m=0.08, rate_hz=100.0))
+    g.gripper = Gripper()
+    g._open = lambda: None
+    g.start()
+    try:
+        with pytest.raises(TimeoutError, match=r"did not answer the move to 0.080 m within 0.3 s"):
+            h.hand_move(g, 0.0, timeout_s=0.3)
+    finally:
+        g._running = False
+        g._thread.join(1.0)
+
+
 # --- franky-sim on loopback -------------------------------------------------------------
 
 
@@ -247,16 +446,22 @@ def sim(tmp_path_factory):
         env=env,
         start_new_session=True,
     )
+    timeout_s, killed = 240, False
     try:
-        stdout, stderr = p.communicate(timeout=240)
+        stdout, stderr = p.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
-        stdout, stderr = p.communicate()
+        killed = True
+        stdout, stderr = p.communicate(timeout=10)
     sim_log = Path(f"{out}.sim.log")
     sim_out = sim_log.read_text(errors="replace")[-3000:] if sim_log.exists() else "(no log)"
+    what = (
+        f"the franky-sim scenario process did not finish within {timeout_s} s (killed)"
+        if killed
+        else f"the franky-sim scenario run failed (rc {p.returncode})"
+    )
     assert p.returncode == 0 and out.exists(), (
-        f"scenario run failed (rc {p.returncode}):\n{stdout[-3000:]}\n{stderr[-3000:]}\n"
-        f"franky-sim:\n{sim_out}"
+        f"{what}; its progress and errors:\n{stdout[-3000:]}\n{stderr[-6000:]}\nfranky-sim:\n{sim_out}"
     )
     res = json.loads(out.read_text())
     for v in res.values():

@@ -15,11 +15,16 @@ when that held, goes on, and the next setpoint is sent at a later tick.
 
 Everything that decides (chunk scheduling, limits, watchdog) is pure Python and unit-tested;
 ``FrankaArm`` only adds the franky calls.
+
+Every blocking franky call has a deadline (``call_with_deadline``, ``join_motion(timeout)``):
+libfranka waits for the robot's answer to a TCP command (connect, stop, error recovery) with none,
+so an unanswered command would otherwise block its caller, and the control thread, forever.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -95,6 +100,9 @@ class SafetyLimits:
 @dataclass
 class ArmConfig:
     host: str = "172.16.0.2"
+    connect_timeout_s: float = 20.0  # franky.Robot(host): connection and the robot's answer
+    call_timeout_s: float = 10.0  # one blocking franky command (stop, error recovery)
+    home_timeout_s: float = 120.0  # the homing motion, start to rest
     control_hz: float = 50.0
     relative_dynamics_factor: float = 0.2
     home_joints: list[float] = field(default_factory=lambda: [0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
@@ -116,10 +124,55 @@ class ArmConfig:
             raise ValueError(f"arm.home_dynamics_factor must be in (0, 1], got {self.home_dynamics_factor}")
         if len(self.home_joints) != 7:
             raise ValueError(f"arm.home_joints must have 7 values, got {len(self.home_joints)}")
+        for name in ("connect_timeout_s", "call_timeout_s", "home_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"arm.{name} must be positive, got {getattr(self, name)}")
 
 
 class ChunkRejected(ValueError):
     pass
+
+
+class ArmTimeout(TimeoutError):
+    """A blocking call to the robot did not return before its deadline; the message names it."""
+
+
+def call_with_deadline(fn: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """``fn()`` with a deadline: its result or exception, or ``ArmTimeout`` naming ``what`` when it
+    has not returned after ``timeout_s``. It runs in a daemon thread (franky releases the GIL while
+    it waits for the robot), which a call that timed out leaves behind, still blocked."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # handed to the caller
+            box["error"] = e
+
+    th = threading.Thread(target=target, name=f"deadline: {what}", daemon=True)
+    th.start()
+    th.join(timeout_s)
+    if th.is_alive():
+        raise ArmTimeout(f"{what}: no answer within {timeout_s:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _thread_scheduling() -> Any:
+    """The calling thread's scheduling policy and parameters (None where the OS has no such call)."""
+    if not hasattr(os, "sched_getscheduler"):
+        return None
+    return os.sched_getscheduler(0), os.sched_getparam(0)
+
+
+def _set_thread_scheduling(sched: Any) -> None:
+    if sched is None or _thread_scheduling() == sched:
+        return
+    try:
+        os.sched_setscheduler(0, *sched)
+    except OSError as e:
+        log.warning("arm: could not give this thread the robot connection's scheduling %s: %s", sched, e)
 
 
 def slerp_matrix(r0: np.ndarray, r1: np.ndarray, s: float) -> np.ndarray:
@@ -404,7 +457,12 @@ class FrankaArm:
         self.watch_observations = cfg.limits.observation_timeout_s > 0
 
     # --- connection --------------------------------------------------------------------
+    def _call(self, fn: Callable[[], Any], what: str) -> Any:
+        """A blocking franky command with the ``call_timeout_s`` deadline."""
+        return call_with_deadline(fn, self.cfg.call_timeout_s, f"arm: {what}")
+
     def connect(self) -> None:
+        """Connects to the robot (ArmTimeout after ``connect_timeout_s`` without an answer)."""
         import franky
 
         if self.robot is None:
@@ -413,10 +471,22 @@ class FrankaArm:
                 if self.cfg.realtime == "enforce"
                 else franky.RealtimeConfig.Ignore
             )
-            self.robot = franky.Robot(self.cfg.host, realtime_config=rt)
+            host = self.cfg.host
+
+            def construct() -> tuple[Any, Any]:
+                return franky.Robot(host, realtime_config=rt), _thread_scheduling()
+
+            self.robot, sched = call_with_deadline(
+                construct, self.cfg.connect_timeout_s, f"arm: connect to the robot at {host} (franky.Robot)"
+            )
+            # libfranka raises the thread that constructs the Robot to its highest scheduling priority
+            # (SCHED_FIFO where allowed), and the threads that later move the arm (this driver's control
+            # thread, franky's control loop) inherit it from here: the constructing thread was a
+            # helper, so this thread takes over what it was given
+            _set_thread_scheduling(sched)
         if self.robot.has_errors:
             log.warning("arm reports errors at connect: recovering")
-            self.robot.recover_from_errors()
+            self._call(self.robot.recover_from_errors, "automatic error recovery at connect")
         self.set_limits(self.cfg.limits)
         self._anchor_to_measured()
 
@@ -473,19 +543,31 @@ class FrankaArm:
 
     # --- commands ------------------------------------------------------------------------
     def home(self) -> None:
-        """Blocking joint motion to ``home_joints`` at ``home_dynamics_factor``; clears the plan."""
+        """Blocking joint motion to ``home_joints`` at ``home_dynamics_factor``; clears the plan.
+        ArmTimeout (the motion stopped) when it has not finished after ``home_timeout_s``."""
         import franky
 
         with self._lock:
             self.scheduler.clear()
             if self.robot.is_in_control:
-                self.robot.stop()
+                self._call(self.robot.stop, "stop the running motion before homing")
             self.robot.move(
                 franky.JointMotion(
                     np.asarray(self.cfg.home_joints, dtype=np.float64),
                     relative_dynamics_factor=self.cfg.home_dynamics_factor,
-                )
+                ),
+                asynchronous=True,
             )
+            if not self.robot.join_motion(timeout=self.cfg.home_timeout_s):
+                msg = (
+                    f"arm: homing to {self.cfg.home_joints} did not finish within "
+                    f"{self.cfg.home_timeout_s:g} s (arm.home_timeout_s)"
+                )
+                try:
+                    self._call(self.robot.stop, "stop the homing motion after its deadline")
+                except Exception as e:
+                    msg += f"; stopping it failed too: {e}"
+                raise ArmTimeout(msg)
             self._anchor_to_measured()
             self.halted = None
             log.info("arm homed")
@@ -549,10 +631,16 @@ class FrankaArm:
         self.recoveries += 1
         log.error("arm error (%s): recovering (%d/%d)", err, self.recoveries, self.cfg.max_recoveries)
         try:
-            self.robot.stop()
+            self._call(self.robot.stop, "stop during error recovery")
         except Exception as e:
             log.warning("stop during recovery raised: %s", e)
-        ok = self.robot.recover_from_errors()
+        try:
+            ok = self._call(self.robot.recover_from_errors, "automatic error recovery")
+        except ArmTimeout as e:
+            self.faulted = True
+            self.halted = f"{e}, after: {err}"
+            log.error("arm %s", self.halted)
+            return
         if not ok:
             self.faulted = True
             self.halted = f"automatic error recovery failed after: {err}"
@@ -565,7 +653,7 @@ class FrankaArm:
         with self._lock:
             self.faulted = False
             self.recoveries = 0
-            self.robot.recover_from_errors()
+            self._call(self.robot.recover_from_errors, "automatic error recovery (fault reset)")
             self._anchor_to_measured()
             self.halted = "fault reset"
 
@@ -613,8 +701,14 @@ class FrankaArm:
                 lim = self.cfg.limits
                 if np.any(c < lim.lo - lim.guard_margin_m) or np.any(c > lim.hi + lim.guard_margin_m):
                     self.safety._event("guard_stop", f"commanded pose {np.round(c, 4).tolist()} left the box")
-                    self.robot.stop()
                     self.scheduler.clear()
+                    try:
+                        self._call(self.robot.stop, "stop at the workspace guard")
+                    except ArmTimeout as e:
+                        self.faulted = True
+                        self.halted = f"workspace guard: {e}"
+                        log.error("arm %s", self.halted)
+                        return
                     self._stop_target = None
                     self.halted = "workspace guard: commanded pose left the box"
                     self._anchor_to_measured()
@@ -676,10 +770,21 @@ class FrankaArm:
         self._running = False
         if self._thread is not None:
             self._thread.join(timeout=2.0)
-        with self._lock:
+            if self._thread.is_alive():
+                log.error("arm: the control thread did not end within 2 s of stop()")
+        # a control thread stuck in a robot call holds the lock: stop the robot regardless then
+        locked = self._lock.acquire(timeout=self.cfg.call_timeout_s)
+        if not locked:
+            log.error(
+                "arm: control lock not free within %g s of stop(): stopping anyway", self.cfg.call_timeout_s
+            )
+        try:
             self.scheduler.clear()
             try:
                 if self.robot is not None and self.robot.is_in_control:
-                    self.robot.stop()
+                    self._call(self.robot.stop, "stop the arm")
             except Exception as e:
                 log.warning("stopping the arm raised: %s", e)
+        finally:
+            if locked:
+                self._lock.release()
