@@ -207,14 +207,17 @@ class KNNIndex:
         if self.index is None:  # flat: exact, one BLAS product
             with _one_blas_thread():
                 sims = q @ self.latents.T
-            part = _best_k(sims, k)
-            return np.take_along_axis(sims, part, axis=1), part.astype(np.int64)
+            # OpenBLAS's last bits depend on the batch size and on a row's place in its blocks
+            # (on AMD EPYC a query alone and in a batch ranked two equal rows differently): the
+            # best k + a margin are scored again row by row, which no batch or position changes
+            return self._rerank(q, _best_k(sims, min(self.n, k + _RERANK_MARGIN)), k)
         _set_threads(q.shape[0])
         c = min(max(self.cfg.candidates, k), self.n)
         _, cand = self.index.search(q, c)
         return self._rerank(q, cand, k)
 
     def _rerank(self, q: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        cand = np.sort(cand, axis=1)  # equal similarities then resolve to the lower bank index
         valid = cand >= 0
         safe = np.where(valid, cand, 0)
         sims = np.einsum("bcd,bd->bc", self.latents[safe], q)
@@ -238,6 +241,9 @@ class KNNIndex:
     def from_bytes(cls, data: bytes, latents: np.ndarray, cfg: IndexConfig) -> KNNIndex:
         index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         return cls(index, latents, cfg)
+
+
+_RERANK_MARGIN = 8  # candidates beyond k that the flat search scores again exactly
 
 
 def _best_k(sims: np.ndarray, k: int) -> np.ndarray:
