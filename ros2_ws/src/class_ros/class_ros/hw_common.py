@@ -250,6 +250,11 @@ def run_franky_sim(argv: list[str] | None = None) -> int:
                 server.run_once()
                 if interrupted and (not clients(server) or time.monotonic() - interrupted[0] > args.grace):
                     break
+        # Ctrl-C reaches us twice (the terminal's process group, then launch): a late one must not
+        # kill the interpreter while it finalises (it restores SIG_DFL for Python handlers, not
+        # for SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("franky-sim stopped", flush=True)
     return 0
 
