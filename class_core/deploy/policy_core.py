@@ -146,9 +146,10 @@ class PolicyCore:
             self._error(f"{topic}: {e}")
             return []
         hist = self._hist[topic]
+        seen = any(s == stamp for s, _ in hist)
         if topic == self.ref_topic:
-            self._repeated = any(s == stamp for s, _ in hist)
-        if not any(s == stamp for s, _ in hist):
+            self._repeated = seen
+        if not seen:
             hist.append((stamp, msg))
         return self.try_plan(now)
 

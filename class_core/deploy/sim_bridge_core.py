@@ -44,6 +44,7 @@ from class_core.topics import (
 
 NS = rm.NS
 CLOCKS = ("lockstep", "realtime")
+WAITING_FOR_POLICY = "waiting for a policy on " + ACTION_CHUNK_TOPIC
 
 
 @dataclass
@@ -104,7 +105,7 @@ class SimBridgeCore:
         self.stale_chunks = 0  # repeats of chunks already superseded (answers to a re-publication)
         self.resends = 0
         self.last_error = ""
-        self.waiting = "waiting for a policy on " + ACTION_CHUNK_TOPIC
+        self.waiting = WAITING_FOR_POLICY
         self._pending: list[tuple[str, Any]] = []  # what the policy must answer, to publish again
         self._pending_since = 0  # caller's clock when it was last published
         self._last_chunk_stamp = -(1 << 62)
@@ -189,7 +190,7 @@ class SimBridgeCore:
             if self.done:
                 return []
             if not peers_ready:
-                self.waiting = "waiting for a policy on " + ACTION_CHUNK_TOPIC
+                self.waiting = WAITING_FOR_POLICY
                 return []
             self.waiting = ""
             return self.start_episode(now)

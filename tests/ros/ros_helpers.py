@@ -14,17 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
+from class_ros.msg_factory import msg_class
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def msg_class(typename: str) -> Any:
-    import importlib
-
-    pkg, sub, name = typename.split("/")
-    return getattr(importlib.import_module(f"{pkg}.{sub}"), name)
 
 
 class Probe:
