@@ -16,6 +16,10 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from class_ros.msg_factory import msg_class
 
 RELIABLE = QoSProfile(depth=10)
+# A reliable KEEP_LAST writer overwrites samples a slow reader has not acknowledged. The lock-step
+# bridge publishes up to T_a steps in a burst; a recorder or a probe that lags more than the
+# depth behind would silently lose observations, so it keeps more (96 px images: ~3 MB).
+RELIABLE_DEEP = QoSProfile(depth=100)
 # best effort subscribers accept reliable and best-effort publishers (a camera driver's choice),
 # but may drop messages: lock-step simulation needs RELIABLE.
 SENSOR = qos_profile_sensor_data
@@ -90,9 +94,15 @@ def yaml_param(node: Node, name: str, text: str) -> dict[str, Any]:
 class Publishers:
     """topic -> publisher, created on first use from the type table."""
 
-    def __init__(self, node: Node, types: dict[str, str], sensor_topics: set[str] = frozenset()):
+    def __init__(
+        self,
+        node: Node,
+        types: dict[str, str],
+        sensor_topics: set[str] = frozenset(),
+        reliable: QoSProfile = RELIABLE,
+    ):
         self.pubs = {
-            t: node.create_publisher(msg_class(ty), t, SENSOR if t in sensor_topics else RELIABLE)
+            t: node.create_publisher(msg_class(ty), t, SENSOR if t in sensor_topics else reliable)
             for t, ty in types.items()
         }
 

@@ -21,7 +21,8 @@ import sys
 from rclpy.node import Node
 
 from class_core.deploy import SimBridgeConfig, SimBridgeCore
-from class_ros.common import RELIABLE, Publishers, declare, run_node, yaml_param
+from class_core.topics import EVENT_TOPIC
+from class_ros.common import RELIABLE, RELIABLE_DEEP, Publishers, declare, run_node, yaml_param
 from class_ros.msg_factory import msg_class, rclpy_factory
 
 DEFAULTS = {
@@ -63,7 +64,7 @@ class SimBridgeNode(Node):
             resend_after=float(p["resend_after"]),
         )
         self.core = SimBridgeCore(task, rclpy_factory(), cfg)
-        self.out = Publishers(self, self.core.publications())
+        self.out = Publishers(self, self.core.publications(), reliable=RELIABLE_DEEP)
         self.chunk_sub = self.create_subscription(
             msg_class("trajectory_msgs/msg/JointTrajectory"),
             "/class/policy/action_chunk",
@@ -92,7 +93,7 @@ class SimBridgeNode(Node):
         # a policy publishes chunks and listens to episode events (it subscribes to those last)
         ready = (
             self.chunk_sub.get_publisher_count() > 0
-            and self.out.pubs["/class/episode/event"].get_subscription_count() > 0
+            and self.out.pubs[EVENT_TOPIC].get_subscription_count() > 0
         )
         self.out.publish(self.core.tick(self._now(), peers_ready=ready))
         if len(self.core.results) > n:
