@@ -46,6 +46,10 @@ RUN pip install --upgrade pip \
 COPY . .
 RUN pip install ".[sim,robot,dev]" \
     && if [ -f requirements/no-deps.txt ]; then pip install --no-deps -r requirements/no-deps.txt; fi
+# the DTW engine's numba kernels, compiled once here instead of on the robot's first job (~85 s);
+# numba recompiles by itself where the running CPU differs from the build machine's
+ENV NUMBA_CACHE_DIR=/opt/class/.cache/numba
+RUN python -m class_core.similarity.warmup
 
 # The ROS 2 workspace: class_ros (nodes) and class_bringup (launch/ and config/ of this repo).
 RUN . /opt/ros/${ROS_DISTRO}/setup.sh \

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from sim_bridge.camera_motion import RotatingView
-from sim_bridge.task import Obs, PolicyLike, Task, register_task
+from sim_bridge.task import Obs, Task, register_expert, register_task
 
 VARIANTS = ("fixed-view", "rot-view")
 DEFAULT_MAX_STEPS = 400  # ACT's episode length at 50 Hz; the paper evaluates up to 600
@@ -157,9 +157,6 @@ class AlohaTransferTask(Task):
     def render(self) -> np.ndarray:
         img = self._render_raw()
         return self.view.apply(img) if self.variant == "rot-view" else img
-
-    def make_expert(self, seed: int | None = None, **kwargs: Any) -> PolicyLike:
-        return AlohaTransferExpert(self, seed=seed, **kwargs)
 
     def episode_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {"box_pose": self._box_pose[0].tolist()}
@@ -400,4 +397,10 @@ register_task(
     VARIANTS,
     lambda variant, **kw: AlohaTransferTask(variant, **kw),
     description="Aloha transfer-cube (gym-aloha): top image + 14 joint positions; 14-D joint action",
+)
+register_expert(
+    "aloha-transfer",
+    "scripted",
+    AlohaTransferExpert,
+    description="inverse-kinematics transfer script after ACT's (AlohaTransferExpert)",
 )

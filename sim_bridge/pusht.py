@@ -27,7 +27,7 @@ import pymunk.pygame_util  # noqa: E402
 from gym_pusht.envs.pusht import PushTEnv  # noqa: E402
 from gym_pusht.envs.pymunk_override import DrawOptions  # noqa: E402
 
-from sim_bridge.task import Obs, PolicyLike, Task, register_task  # noqa: E402
+from sim_bridge.task import Obs, Task, register_task  # noqa: E402
 
 RGB = tuple[int, int, int]
 VARIANTS = ("fixed-color", "rand-color")
@@ -293,13 +293,6 @@ class PushTTask(Task):
     def _state64(self) -> np.ndarray:
         e = self.env
         return np.array([*e.agent.position, *e.block.position, e.block.angle % (2 * np.pi)], dtype=np.float64)
-
-    def make_expert(self, seed: int | None = None, kind: str = "planner", **kwargs: Any) -> PolicyLike:
-        """``kind``: ``planner`` (PushTExpert, the greedy push planner) or ``servo``
-        (PushTServoExpert, Markovian: the action is a function of the state)."""
-        from sim_bridge.pusht_expert import make_pusht_expert
-
-        return make_pusht_expert(self, seed=seed, kind=kind, **kwargs)
 
     def episode_info(self) -> dict[str, Any]:
         return {"colors": self.colors.to_dict()}

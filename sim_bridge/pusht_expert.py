@@ -34,6 +34,8 @@ import numpy as np
 import pymunk
 from gym_pusht.envs.pusht import PushTEnv
 
+from sim_bridge.task import register_expert
+
 if TYPE_CHECKING:
     from sim_bridge.pusht import PushTTask
 
@@ -574,16 +576,10 @@ def _step(space: pymunk.Space, agent: pymunk.Body, target: tuple[float, float]) 
         space.step(DT)
 
 
-EXPERT_KINDS = ("planner", "servo")
-
-
-def make_pusht_expert(task: PushTTask, seed: int | None = None, kind: str = "planner", **kwargs: Any) -> Any:
-    """The Push-T demonstrator of ``kind``: ``planner`` (PushTExpert) or ``servo``
-    (sim_bridge.pusht_servo.PushTServoExpert)."""
-    if kind == "planner":
-        return PushTExpert(task, seed=seed, **kwargs)
-    if kind == "servo":
-        from sim_bridge.pusht_servo import PushTServoExpert
-
-        return PushTServoExpert(task, seed=seed, **kwargs)
-    raise ValueError(f"pusht: unknown expert kind {kind!r}; kinds: {', '.join(EXPERT_KINDS)}")
+register_expert(
+    "pusht",
+    "planner",
+    PushTExpert,
+    description="greedy push planner (PushTExpert): plans approach, push, retract from the state",
+    default=True,
+)

@@ -56,6 +56,7 @@ from sim_bridge.pusht_expert import (
     to_local,
     to_world,
 )
+from sim_bridge.task import register_expert
 
 if TYPE_CHECKING:
     from sim_bridge.pusht import PushTTask
@@ -350,3 +351,11 @@ class PushTServoExpert(PushTDemonstrator):
         vis = self._segments_clear(la, best_route)
         idx = np.flatnonzero(vis)
         return best_route[int(idx[-1])] if len(idx) else best_route[0]
+
+
+register_expert(
+    "pusht",
+    "servo",
+    PushTServoExpert,
+    description="Markovian pose servo (PushTServoExpert): the action is a function of the state",
+)

@@ -20,6 +20,7 @@ import numpy as np
 
 from class_core.geometry import matrix_to_rot6d
 from sim_bridge.robosuite_tasks import GRIPPER_CLOSED, GRIPPER_OPEN, RobosuiteTask
+from sim_bridge.task import register_expert
 
 # Grip site pointing down with yaw 0; its x axis (the finger closing axis) is world +y.
 _R_DOWN = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
@@ -443,6 +444,10 @@ class BoundExpert:
             self.expert.reset(self.task, self.rng)
             self._fresh = False
         return self.expert.act(self.task)
+
+
+for _name, _cls in EXPERTS.items():
+    register_expert(_name, "scripted", BoundExpert, description=f"phase-machine script ({_cls.__name__})")
 
 
 def run_expert_episode(

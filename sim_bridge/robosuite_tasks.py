@@ -27,7 +27,7 @@ import numpy as np
 
 from class_core.geometry import matrix_to_axis_angle, matrix_to_quat, matrix_to_rot6d, rot6d_to_matrix
 from sim_bridge.camera_motion import OrbitCamera, OrbitConfig
-from sim_bridge.task import Obs, PolicyLike, Task, register_task
+from sim_bridge.task import Obs, Task, register_task
 
 ENV_NAMES = {"lift": "Lift", "stack": "Stack", "square": "NutAssemblySquare"}
 # Paper Table 10 uses 400 (Square) / 600 (Three-Stack); our scripted demos need < 250 steps.
@@ -258,11 +258,6 @@ class RobosuiteTask(Task):
 
     def render(self) -> np.ndarray:
         return self._render(self._cam_id)
-
-    def make_expert(self, seed: int | None = None, **kwargs: Any) -> PolicyLike:
-        from sim_bridge.robosuite_experts import BoundExpert
-
-        return BoundExpert(self, seed=seed, **kwargs)
 
     def episode_info(self) -> dict[str, Any]:
         if self.variant == "fixed-cam":

@@ -12,6 +12,11 @@ A task is an episode-level wrapper around a simulator:
 Tasks register with ``register_task``; ``make_task`` imports the module that defines a task only
 when it is first asked for, so building a Push-T task never imports robosuite or MuJoCo.
 A new simulator module adds its name to ``_TASK_MODULES`` and calls ``register_task`` at import.
+
+Scripted demonstrators register beside the tasks, with ``register_expert(task, kind, factory)``,
+in their own modules: a task module never imports its experts (as environments never import
+policies). ``Task.make_expert`` imports the modules named in ``_EXPERT_MODULES`` for the task on
+first use, then builds ``factory(task, seed=seed, **kwargs)``.
 """
 
 from __future__ import annotations
@@ -117,9 +122,13 @@ class Task(ABC):
         """Simulator state a policy never sees (stored as ``state`` by class-collect)."""
         raise NotImplementedError(f"{self.name}: no privileged state")
 
-    def make_expert(self, seed: int | None = None, **kwargs: Any) -> PolicyLike:
-        """A scripted demonstrator bound to this task (reads privileged simulator state)."""
-        raise NotImplementedError(f"{self.name}: no scripted demonstrator")
+    def make_expert(self, seed: int | None = None, kind: str | None = None, **kwargs: Any) -> PolicyLike:
+        """A scripted demonstrator bound to this task (reads privileged simulator state).
+
+        ``kind`` picks one of the task's registered demonstrators (``expert_kinds(name)``; its
+        default when None); ``kwargs`` go to that demonstrator."""
+        spec = _expert_spec(self.name, kind)
+        return spec.factory(self, seed=seed, **kwargs)
 
     def episode_info(self) -> dict[str, Any]:
         """JSON-safe per-episode facts worth recording (e.g. sampled colours)."""
@@ -190,6 +199,73 @@ def _load(name: str) -> TaskSpec:
         known = sorted(set(_REGISTRY) | set(_TASK_MODULES))
         raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(known)}")
     return _REGISTRY[name]
+
+
+# --- expert registry --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExpertSpec:
+    task: str
+    kind: str
+    #: ``factory(task, seed=None, **kwargs) -> PolicyLike``
+    factory: Callable[..., PolicyLike]
+    description: str = ""
+
+
+# task name -> kind -> spec; a task's first registered kind is its default unless one says otherwise
+_EXPERTS: dict[str, dict[str, ExpertSpec]] = {}
+_DEFAULT_EXPERT: dict[str, str] = {}
+
+# Task name -> modules that register its demonstrators on import (imported lazily by make_expert).
+_EXPERT_MODULES: dict[str, tuple[str, ...]] = {
+    "pusht": ("sim_bridge.pusht_expert", "sim_bridge.pusht_servo"),
+    "lift": ("sim_bridge.robosuite_experts",),
+    "stack": ("sim_bridge.robosuite_experts",),
+    "square": ("sim_bridge.robosuite_experts",),
+    "aloha-transfer": ("sim_bridge.aloha",),
+}
+
+
+def register_expert(
+    task: str,
+    kind: str,
+    factory: Callable[..., PolicyLike],
+    description: str = "",
+    default: bool = False,
+) -> None:
+    """Register ``factory(task, seed=None, **kwargs) -> PolicyLike`` as demonstrator ``kind`` of
+    task ``task`` (a task name). ``default``: make it the kind ``make_expert`` picks when none is
+    asked for (else the task's first registered kind is)."""
+    _EXPERTS.setdefault(task, {})[kind] = ExpertSpec(task, kind, factory, description)
+    if default or task not in _DEFAULT_EXPERT:
+        _DEFAULT_EXPERT[task] = kind
+
+
+def _load_experts(task: str) -> dict[str, ExpertSpec]:
+    for module in _EXPERT_MODULES.get(task, ()):
+        importlib.import_module(module)  # a dict lookup once imported
+    return _EXPERTS.get(task, {})
+
+
+def expert_kinds(task: str) -> tuple[str, ...]:
+    """The demonstrator kinds registered for task ``task``, its default first."""
+    kinds = _load_experts(task)
+    default = _DEFAULT_EXPERT.get(task)
+    return tuple(sorted(kinds, key=lambda k: (k != default, k)))
+
+
+def _expert_spec(task: str, kind: str | None) -> ExpertSpec:
+    kinds = _load_experts(task)
+    if not kinds:
+        have = sorted(set(_EXPERTS) | set(_EXPERT_MODULES))
+        raise NotImplementedError(
+            f"task {task!r} has no scripted demonstrator; tasks with one: {', '.join(have)}"
+        )
+    kind = _DEFAULT_EXPERT[task] if kind is None else kind
+    if kind not in kinds:
+        raise ValueError(
+            f"task {task!r}: unknown expert kind {kind!r}; kinds: {', '.join(expert_kinds(task))}"
+        )
+    return kinds[kind]
 
 
 def task_names() -> list[str]:

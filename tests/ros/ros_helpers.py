@@ -6,8 +6,10 @@ Every wait has a deadline and fails with a message that names what it waited for
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -150,6 +152,23 @@ class NodeProcess:
                 f"{self.name} did not exit within {timeout:.0f} s:\n{self.output()[-3000:]}"
             ) from None
 
+    def dump_stacks(self) -> None:
+        """Where a hung node is, into its log: every thread's Python stack (faulthandler on
+        SIGUSR1, see class_ros.common.run_node) and, where py-spy is installed, the native frames."""
+        self._log.write(b"\n--- hung: stacks (SIGUSR1 / py-spy dump --native) ---\n")
+        self._log.flush()
+        try:
+            os.kill(self.proc.pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            return
+        time.sleep(1.0)
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if Path(spy).exists():
+            r = subprocess.run([spy, "dump", "--native", "--pid", str(self.proc.pid)],
+                               capture_output=True, timeout=60, check=False)  # fmt: skip
+            self._log.write(r.stdout + r.stderr)
+            self._log.flush()
+
     def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> int | None:
         """Signal the process group, wait, then SIGKILL whatever is left; the exit code of the
         first signal's wait (None if it had to be killed)."""
@@ -160,6 +179,7 @@ class NodeProcess:
                 rc = self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 rc = None
+                self.dump_stacks()
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)  # children left behind, if any
         except ProcessLookupError:

@@ -129,7 +129,7 @@ class CameraNode(Node):
                 return
 
     def stop_camera(self) -> None:
-        """Stops capture first (the reader thread, the sensor, then the fake device's feeder)."""
+        """Stops capture first (the reader threads, the fake device's feeder, then the sensor)."""
         with self._cv:
             self._run = False
             self._cv.notify_all()
@@ -137,10 +137,11 @@ class CameraNode(Node):
             t.join(timeout=2.0 + self.cfg.timeout_ms / 1000)
         self._threads = []
         if self.cam is not None:
-            self.cam.stop()
-            self.cam = None
+            # the fake device's feeder first: no frame may be pushed into a sensor being stopped
             if self.fake is not None:
                 self.fake.stop()
+            self.cam.stop()
+            self.cam = None
             exit_logger(self).info("camera stopped")
 
     def destroy_node(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import sys
 from collections.abc import Callable
@@ -26,6 +27,11 @@ SENSOR = qos_profile_sensor_data
 
 N = TypeVar("N", bound=Node)
 
+# Stopping the hardware and tearing the node down must end: past this, every thread's stack is
+# printed and the process exits 1 (launch would otherwise escalate to SIGKILL with no clue where
+# it hung). The arm's own deadlines (connect, stop) are shorter.
+SHUTDOWN_DEADLINE_S = 20.0
+
 
 def run_node(
     make: Callable[[], N],
@@ -42,6 +48,8 @@ def run_node(
     ``ExternalShutdownException``; a signal during start-up (the policy node loads torch and the
     model for seconds) ends the node the same way.
     """
+    # `kill -USR1 <pid>` prints every thread's Python stack (also when a thread holds the GIL)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     rclpy.init(args=args)
     node: N | None = None
     try:
@@ -64,11 +72,13 @@ def run_node(
         # a second signal must not interrupt stopping the hardware or tearing down the node
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        faulthandler.dump_traceback_later(SHUTDOWN_DEADLINE_S, exit=True)
         if node is not None:
             if on_exit is not None:
                 on_exit(node)
             node.destroy_node()
         rclpy.try_shutdown()
+        faulthandler.cancel_dump_traceback_later()
     return 0
 
 
