@@ -29,8 +29,9 @@ N = TypeVar("N", bound=Node)
 
 # Stopping the hardware and tearing the node down must end: past this, every thread's stack is
 # printed and the process exits 1 (launch would otherwise escalate to SIGKILL with no clue where
-# it hung). The arm's own deadlines (connect, stop) are shorter.
-SHUTDOWN_DEADLINE_S = 20.0
+# it hung). Longer than the arm's worst stop (2 s join + 10 s lock + 10 s stop call); shorter than
+# the ROS tests' 30 s wait, so its dump lands in the log they print.
+SHUTDOWN_DEADLINE_S = 25.0
 
 
 def run_node(
