@@ -179,6 +179,10 @@ class RobosuiteTask(Task):
         q = self.data.qpos[self._finger_qpos]
         return float(q[0] - q[1])
 
+    def joint_positions(self) -> np.ndarray:
+        """The arm's joint angles (rad), base to wrist (the sim bridge's /joint_states)."""
+        return self.data.qpos[self.robot._ref_joint_pos_indexes].copy()
+
     def privileged_state(self) -> np.ndarray:
         """Object poses flattened: per object (in `object_state` order) position (3) + xyzw quat (4)."""
         st = self.object_state()
