@@ -13,7 +13,7 @@ LAUNCH = sorted((REPO / "launch").glob("*.launch.py"))
 REQUIRED = {
     "policy.launch.py": {"mode", "model", "sim", "use_fake_hardware"},
     "sim.launch.py": {"task", "variant", "seed"},
-    "teleop_record.launch.py": {"data_root", "config"},
+    "teleop_record.launch.py": {"data_root", "config", "overrides", "sim", "task", "operator", "episodes"},
     "robot.launch.py": {"use_fake_hardware"},
 }
 

@@ -26,6 +26,8 @@ setup(
             "gripper_node = class_ros.gripper_node:main",
             "teleop_node = class_ros.teleop_node:main",
             "recorder_node = class_ros.recorder_node:main",
+            "sim_teleop_node = class_ros.sim_teleop_node:main",
+            "scripted_teleop_node = class_ros.scripted_teleop_node:main",
         ],
     },
 )
