@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from aeon.distances import dtw_pairwise_distance
 
 import class_core.similarity.engine as engine
 from class_core.similarity import (
@@ -60,6 +59,9 @@ def as_set(ps: PairSet) -> set[tuple[int, int]]:
 
 @pytest.fixture(scope="module")
 def walk_set() -> tuple[np.ndarray, np.ndarray]:
+    # imported here, not at the top: the spawned gloo workers import this module (aeon: ~2 s each)
+    from aeon.distances import dtw_pairwise_distance
+
     x = walks(220)
     return x, dtw_pairwise_distance(x.transpose(0, 2, 1).astype(np.float64))
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from policy_fixtures import one_torch_thread  # noqa: F401
 from safetensors.torch import load_file
 
 from class_core.config import ConfigError, load_config
@@ -23,6 +24,12 @@ from class_core.train.synthetic import SyntheticConfig, make_synthetic_pairs, ma
 
 ROOT = Path(__file__).resolve().parents[1]
 DEBUG = ROOT / "config" / "debug.yaml"
+
+
+def one_thread_env() -> dict[str, str]:
+    """The CLI runs' environment: one intra-op thread, as the in-process runs (one_torch_thread),
+    for the same arithmetic; on a busy 2-core machine several times faster than two threads."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +163,9 @@ def test_resume_after_kill_matches_uninterrupted(data: tuple[Path, Path], tmp_pa
         "pretrain.data.num_workers=1",
         *extra,
     ]  # a worker process here: loading must not matter
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=one_thread_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     first = run / "checkpoints" / "step_00000003" / "state.json"
     deadline = time.monotonic() + 240
     while not first.exists():
@@ -196,7 +205,6 @@ def test_ddp_two_gloo_ranks_match_single_process(data: tuple[Path, Path], tmp_pa
     ]
     pretrain(tiny_cfg(data, tmp_path / "single", *extra), progress=False)
     store, pairs = data
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable,
         "-m",
@@ -217,7 +225,7 @@ def test_ddp_two_gloo_ranks_match_single_process(data: tuple[Path, Path], tmp_pa
         "pretrain.data.num_workers=0",
         *extra,
     ]
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    r = subprocess.run(cmd, cwd=ROOT, env=one_thread_env(), capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
     for name in ("model.safetensors", "ema.safetensors"):
         _assert_same(_weights(tmp_path / "ddp", 1, name), _weights(tmp_path / "single", 1, name))
