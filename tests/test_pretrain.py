@@ -35,7 +35,9 @@ def one_thread_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("pretrain_data")
-    cfg = SyntheticConfig(episodes=4, steps=24, segment=12, image_size=32)
+    # 40 px: 35 px crops give 2x2 ResNet-18 maps; at 32 px (1x1 maps) the spatial softmax's output
+    # is the same for every image, every gradient zero, and training steps were weight decay alone
+    cfg = SyntheticConfig(episodes=4, steps=24, segment=12, image_size=40)
     store = make_synthetic_store(d / "syn.zarr", cfg)
     pairs = make_synthetic_pairs(store, d / "pairs.npz", quantile=0.01)
     assert pairs is not None
@@ -118,7 +120,7 @@ def test_dataset_batch(data: tuple[Path, Path]) -> None:
         batch = ds[plan]
         assert batch["step"] == 2
         imgs = batch["images"]["image"]
-        assert imgs.dtype == torch.uint8 and imgs.shape == (4, 32, 32, 3)
+        assert imgs.dtype == torch.uint8 and imgs.shape == (4, 40, 40, 3)
         np.testing.assert_array_equal(imgs.numpy(), st.get("image")[plan.index[4:8]])
         np.testing.assert_array_equal(batch["weights"].numpy(), batch_weights(csr, plan.index))
     with pytest.raises(Exception, match="missing key 'data/wrist_image'"):
@@ -202,6 +204,12 @@ def test_ddp_two_gloo_ranks_match_single_process(data: tuple[Path, Path], tmp_pa
         "pretrain.train.ckpt_every=1",
         "pretrain.optim.warmup_steps=0",
         "pretrain.train.amp=none",  # bf16 rounding would differ with the per-rank batch split
+        # a step with a gradient to all-reduce: every anchor has a positive (a uniform batch of 8
+        # here has none: loss 0, an update of weight decay alone, the same without the all-reduce),
+        # and no augmentation (drawn per rank, so 2 ranks would see other crops than 1 process)
+        "pretrain.train.sampling=positive",
+        "pretrain.encoder.crop_ratio=1.0",
+        "pretrain.encoder.noise_std=0.0",
     ]
     pretrain(tiny_cfg(data, tmp_path / "single", *extra), progress=False)
     store, pairs = data

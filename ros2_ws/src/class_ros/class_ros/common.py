@@ -5,11 +5,13 @@ from __future__ import annotations
 import faulthandler
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import rclpy
 import yaml
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -120,3 +122,12 @@ class Publishers:
     def publish(self, out: list[tuple[str, Any]]) -> None:
         for topic, msg in out:
             self.pubs[topic].publish(msg)
+
+    def flush(self, timeout_s: float = 2.0) -> bool:
+        """Wait until every subscriber acknowledged what the reliable publishers sent: a node that
+        ends itself must not take its last messages with it (a loaded reader acknowledges late)."""
+        deadline = time.monotonic() + timeout_s
+        return all(
+            pub.wait_for_all_acked(Duration(seconds=max(0.0, deadline - time.monotonic())))
+            for pub in self.pubs.values()
+        )

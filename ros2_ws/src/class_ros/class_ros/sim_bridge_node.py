@@ -105,6 +105,8 @@ class SimBridgeNode(Node):
             )
         if self.core.done:
             self.get_logger().info("all episodes done")
+            if not self.out.flush():
+                self.get_logger().warning("some subscribers did not acknowledge the last messages")
             raise SystemExit(0)
 
     def _diag(self) -> None:
