@@ -15,7 +15,7 @@ export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 # rendering, libusb for pyrealsense2. Installed only when missing (and only as root).
 SYSTEM_PACKAGES := libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0 libusb-1.0-0
 
-.PHONY: setup system-deps disk-check demo test lint typecheck clean
+.PHONY: setup system-deps disk-check demo robot-demo test lint typecheck clean
 
 # The environment takes about 8.2 GB (torch's PyPI wheel carries CUDA libraries, 4 GB of it);
 # a full disk otherwise fails half-way through pip with a bare "No space left on device".
@@ -55,6 +55,10 @@ setup: $(STAMP)
 
 demo: setup
 	$(VENV)/bin/class-demo
+
+# the robot day in simulation through ROS 2 (docs/robot-day.md): the ROS environment first
+robot-demo: setup
+	bash -c '. scripts/ros_env.sh && (cd ros2_ws && colcon build --symlink-install) && $(VENV)/bin/class-robot-demo'
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -9,15 +9,27 @@ Arguments are name:=value (ros2 launch rejects a bare mode=...).
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, LogInfo
+from launch.actions import (
+    DeclareLaunchArgument,
+    IncludeLaunchDescription,
+    LogInfo,
+    RegisterEventHandler,
+    Shutdown,
+)
 from launch.conditions import IfCondition, UnlessCondition
+from launch.event_handlers import OnProcessExit
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
 
 SHARE = get_package_share_directory("class_bringup")
+
+
+def _policy_gone(event, context):
+    return [Shutdown(reason=f"the policy node exited ({event.returncode})")]
 
 
 def generate_launch_description():
@@ -26,6 +38,24 @@ def generate_launch_description():
     # clock:=realtime it publishes none, and a node on sim time would never see time pass
     sim_time = PythonExpression(
         ["'", sim, "' == 'true' and '", LaunchConfiguration("clock"), "' == 'lockstep'"]
+    )
+    policy = Node(
+        package="class_ros",
+        executable="policy_node",
+        name="class_policy",
+        output="screen",
+        parameters=[
+            LaunchConfiguration("policy_config"),
+            {
+                "mode": LaunchConfiguration("mode"),
+                "model": LaunchConfiguration("model"),
+                "models_dir": LaunchConfiguration("models_dir"),
+                "device": LaunchConfiguration("device"),
+                # control_hz:=20 is parsed as an integer: the node's parameter is a double
+                "control_hz": ParameterValue(LaunchConfiguration("control_hz"), value_type=float),
+                "use_sim_time": sim_time,
+            },
+        ],
     )
     return LaunchDescription(
         [
@@ -44,6 +74,12 @@ def generate_launch_description():
                 description="folder of exported policy artifacts",
             ),
             DeclareLaunchArgument("device", default_value="cpu", description="cpu | cuda"),
+            DeclareLaunchArgument(
+                "control_hz",
+                default_value="10.0",
+                description="the policy's control rate (chunk point spacing); sim:=true: the task's "
+                "(Push-T 10, robosuite 20)",
+            ),
             DeclareLaunchArgument(
                 "sim",
                 default_value="false",
@@ -67,22 +103,10 @@ def generate_launch_description():
                 default_value=os.path.join(SHARE, "config", "ros", "policy.yaml"),
                 description="policy_node parameter file",
             ),
-            Node(
-                package="class_ros",
-                executable="policy_node",
-                name="class_policy",
-                output="screen",
-                parameters=[
-                    LaunchConfiguration("policy_config"),
-                    {
-                        "mode": LaunchConfiguration("mode"),
-                        "model": LaunchConfiguration("model"),
-                        "models_dir": LaunchConfiguration("models_dir"),
-                        "device": LaunchConfiguration("device"),
-                        "use_sim_time": sim_time,
-                    },
-                ],
-            ),
+            policy,
+            # a policy that dies (a bad artifact, a crash) leaves the robot or the bridge waiting
+            # for chunks that never come: end the whole launch
+            RegisterEventHandler(OnProcessExit(target_action=policy, on_exit=_policy_gone)),
             # sim:=true: the bridge as sim.launch.py starts it (its arguments task, variant, seed,
             # n_episodes, clock and sim_config pass through from this command line)
             IncludeLaunchDescription(

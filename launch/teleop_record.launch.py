@@ -4,6 +4,7 @@ ros2 launch class_bringup teleop_record.launch.py data_root:=/data/bags config:=
 ros2 launch class_bringup teleop_record.launch.py drivers:=false recorder:=node
 ros2 launch class_bringup teleop_record.launch.py sim:=true task:=lift variant:=dyn-cam episodes:=50
 ros2 launch class_bringup teleop_record.launch.py sim:=true task:=stack operator:=vr
+ros2 launch class_bringup teleop_record.launch.py sim:=true task:=lift operator:=vr trace:=quest.log
 
 Robot (sim:=false, default): starts the camera, arm (teleop mode), gripper and Quest teleop nodes
 from config/robot.yaml and a recorder of every dataset topic and /class/episode/event into one bag
@@ -21,8 +22,9 @@ config/<task>.yaml: sections task, arm.limits, sim_teleop) publishes the robot's
 executes the operator's targets in real time; the operator is scripted_teleop_node
 (operator:=scripted: the task's scripted demonstrator, reading the simulator's state on
 /class/sim/state, section scripted_teleop) or teleop_node for a person on the Quest
-(operator:=vr: the trigger drives the gripper); the recorder records with the config's recording
-section. With the scripted operator the launch shuts itself down once the operator has its
+(operator:=vr: the trigger drives the gripper; trace:=<file> replays a recorded oculus_reader
+logcat trace instead of the headset, one frame per tick, looping); the recorder records with the
+config's recording section. With the scripted operator the launch shuts itself down once the operator has its
 episodes:=N kept episodes (0: until Ctrl-C; empty: scripted_teleop.n_episodes). Import with
   class-import-bags <data_root>/<date>/<prefix>_* --config config/<task>.yaml --out data/<task>.zarr
 
@@ -200,13 +202,21 @@ def _sim_nodes(context, config, ov, rec):
         ),
         RegisterEventHandler(OnProcessExit(target_action=rec, on_exit=_shut_down("the recorder is gone"))),
     ]
+    trace = LaunchConfiguration("trace").perform(context)
+    if trace:
+        if LaunchConfiguration("operator").perform(context) != "vr":
+            raise ValueError(f"trace:={trace} is a Quest trace for operator:=vr, not the scripted operator")
+        if not os.path.isfile(trace):
+            raise FileNotFoundError(f"trace:={trace}: no such file")
+        trace = os.path.abspath(trace)
     if LaunchConfiguration("operator").perform(context) == "vr":
         operator = Node(
             package="class_ros",
             executable="teleop_node",
             name="class_teleop",
             output="screen",
-            parameters=[{"config": config, "overrides": ov}],
+            # trace: a recorded Quest trace replayed instead of the headset (empty: the headset)
+            parameters=[{"config": config, "overrides": ov, "trace": trace}],
         )
     else:
         operator = Node(
@@ -273,6 +283,12 @@ def generate_launch_description():
                 default_value="scripted",
                 choices=["scripted", "vr"],
                 description="sim:=true: scripted (scripted_teleop_node) or vr (teleop_node, a person)",
+            ),
+            DeclareLaunchArgument(
+                "trace",
+                default_value="",
+                description="sim:=true, operator:=vr: an oculus_reader logcat trace that teleop_node "
+                "replays instead of the headset (empty: the headset)",
             ),
             DeclareLaunchArgument(
                 "episodes",

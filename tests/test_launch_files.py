@@ -13,7 +13,16 @@ LAUNCH = sorted((REPO / "launch").glob("*.launch.py"))
 REQUIRED = {
     "policy.launch.py": {"mode", "model", "sim", "use_fake_hardware"},
     "sim.launch.py": {"task", "variant", "seed"},
-    "teleop_record.launch.py": {"data_root", "config", "overrides", "sim", "task", "operator", "episodes"},
+    "teleop_record.launch.py": {
+        "data_root",
+        "config",
+        "overrides",
+        "sim",
+        "task",
+        "operator",
+        "episodes",
+        "trace",
+    },
     "robot.launch.py": {"use_fake_hardware"},
 }
 
@@ -134,6 +143,29 @@ def test_launch_file_is_consistent(path: Path):
         )
         inner = declared(ast.parse((REPO / "launch" / target).read_text()))
         assert names <= set(inner), f"{path.name}: passes {names - set(inner)} that {target} does not declare"
+
+
+def test_teleop_record_passes_the_trace_to_the_vr_operator():
+    """sim:=true operator:=vr trace:=<file>: the simulated arm's teleop_node replays the trace: its
+    ``trace`` parameter is a variable assigned from the launch argument (default: the headset)."""
+    tree = ast.parse((REPO / "launch" / "teleop_record.launch.py").read_text())
+    sim = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_sim_nodes")
+    teleop = [c for c in _calls(sim, "Node") if _const(_kw(c, "executable")) == "teleop_node"]
+    assert len(teleop) == 1, "the vr operator is one teleop_node"
+    params = [d for d in _kw(teleop[0], "parameters").elts if isinstance(d, ast.Dict)]  # type: ignore[attr-defined]
+    value = next(
+        (v for d in params for k, v in zip(d.keys, d.values, strict=True) if _const(k) == "trace"), None
+    )
+    assert isinstance(value, ast.Name), "teleop_node gets no trace parameter"
+    sources = [
+        _const(c.args[0])
+        for n in ast.walk(sim)
+        if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == value.id for t in n.targets)
+        for c in _calls(n.value, "LaunchConfiguration")
+    ]
+    assert sources == ["trace"], f"teleop_node's trace ({value.id}) comes from {sources}"
+    assert _const(_kw(declared(tree)["trace"], "default_value")) == "", "trace must default to the headset"
+    assert "trace" in node_defaults("teleop_node")
 
 
 def test_bringup_installs_launch_and_config():

@@ -211,3 +211,38 @@ def test_realtime_bridge_streams_observations_before_the_first_chunk():
         out = dict(bridge.tick((1000 + 100 * k) * MS))
         assert rm.stamp_ns(out["/class/obs/image"]) == (1000 + 100 * k) * MS
         assert bytes(out["/class/obs/image"].data) == bytes(first["/class/obs/image"].data)
+
+
+def test_chunk_spaced_for_another_rate_is_rejected_with_the_parameter_to_fix():
+    """A policy at 10 Hz against a 20 Hz task: no point is ever due at a step, and lock-step would
+    wait forever. The bridge rejects such chunks and names the policy's control_hz."""
+    bridge, _ = _bridge_and_policy()
+    first = bridge.tick(0)
+    stamp = next(m for t, m in first if t == "/class/obs/image").header.stamp
+    stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+    slow = rm.chunk_to_joint_trajectory(F, np.zeros((8, 2)), ["x", "y"], stamp_ns, 2 * bridge.dt)
+    assert bridge.on_message("/class/policy/action_chunk", slow, 0) == []
+    assert bridge.rejected_chunks == 1 and len(bridge.queue) == 0
+    assert "set the policy's control_hz to 10" in bridge.last_error, bridge.last_error
+    assert bridge.diagnostics(0).status[0].level == 2  # ERROR
+
+
+def test_bridge_summary_holds_outcomes_and_latency():
+    """What sim_bridge_node writes to its results file: every finished episode, and the time from
+    publishing an observation that waits for a plan to that plan's arrival (caller's clock)."""
+    bridge, policy = _bridge_and_policy()
+    out, now = bridge.tick(0), 0
+    for _ in range(200):
+        answers = _deliver(policy, out, bridge.sim_time)
+        if answers:
+            now += 30 * MS  # the plan arrives 30 ms after the observation went out
+            out = bridge.on_message(*answers[0], now)
+        else:
+            out = bridge.tick(now)
+        if bridge.done:
+            break
+    s = bridge.summary()
+    assert s["episodes"] == 1 and s["first_seed"] == 3
+    assert s["episodes_detail"] == [{"seed": 3, "success": False, "steps": 20}]
+    assert s["latency_ms"]["n"] == len(policy.policy.calls) >= 20 // 4
+    assert s["latency_ms"]["p50"] == pytest.approx(30.0)

@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +63,18 @@ def _show(cmd: Sequence[str]) -> str:
 
 
 class Demo:
+    prog = "class-demo"
+    section = "demo"  # the config section of this driver's own settings
+    stages: tuple[str, ...] = STAGES
+    default_config = "config/demo_pusht.yaml"
+    default_out = "runs/demo"
+    example_override = "demo.episodes=20"
+
     def __init__(self, cfg: dict[str, Any], out: Path, config_path: Path):
         self.cfg = cfg
         self.out = out
         self.config_path = config_path
-        self.d = cfg["demo"]
+        self.d = cfg[self.section]
         self.task = cfg["task"]
         self.timings: dict[str, float] = {}
         self._banks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -86,7 +93,9 @@ class Demo:
         rc = subprocess.call(list(cmd), env=env)
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t0
         if rc != 0:
-            raise SystemExit(f"class-demo: stage {stage!r} failed (exit {rc}); re-run class-demo to continue")
+            raise SystemExit(
+                f"{self.prog}: stage {stage!r} failed (exit {rc}); re-run {self.prog} to continue"
+            )
 
     def overrides(self) -> list[str]:
         """Config overrides that point every stage at this demo's outputs."""
@@ -336,13 +345,8 @@ class Demo:
         )
 
     # --- driver ------------------------------------------------------------------------------
-    def __call__(self, stages: Sequence[str]) -> int:
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.resolved = self.out / "config.yaml"
-        cfg = load_config(None, self.overrides(), base=self.cfg)
-        save_config(cfg, self.resolved)
-        t0 = time.perf_counter()
-        steps = {
+    def steps(self) -> dict[str, Callable[[], Any]]:
+        return {
             "collect": self.collect,
             "precompute": self.precompute,
             "pretrain": self.pretrain,
@@ -350,45 +354,68 @@ class Demo:
             "eval": self.evaluate,
             "report": self.report,
         }
+
+    def __call__(self, stages: Sequence[str]) -> int:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.resolved = self.out / "config.yaml"
+        cfg = load_config(None, self.overrides(), base=self.cfg)
+        save_config(cfg, self.resolved)
+        t0 = time.perf_counter()
+        steps = self.steps()
+        # a resumed run reports every stage's time: the earlier runs' for the stages it skips
+        previous = self.out / "timings.json"
+        if previous.exists():
+            self.timings = {k: v for k, v in json.loads(previous.read_text()).items() if k not in stages}
         for s in stages:
             steps[s]()
-        print(f"class-demo: done in {time.perf_counter() - t0:.0f} s; report at {self.out / 'report.md'}")
+        print(f"{self.prog}: done in {time.perf_counter() - t0:.0f} s; report at {self.out / 'report.md'}")
         return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(
+    driver: type[Demo] | None = None, description: str | None = None, epilog: str = EPILOG
+) -> argparse.ArgumentParser:
+    """The command line of a demo driver (``Demo`` or a subclass: its prog, section, stages and
+    defaults)."""
+    d = driver or Demo
     p = argparse.ArgumentParser(
-        prog="class-demo",
-        description=__doc__,
-        epilog=EPILOG,
+        prog=d.prog,
+        description=description or __doc__,
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", type=Path, default=Path("config/demo_pusht.yaml"), help="demo config YAML")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
+    p.add_argument("--config", type=Path, default=Path(d.default_config), help=f"{d.section} config YAML")
+    p.add_argument(
+        "--out", type=Path, default=Path(d.default_out), help=f"output folder (default {d.default_out})"
+    )
     p.add_argument("--fresh", action="store_true", help="delete --out first and start over")
     p.add_argument(
         "--stages",
-        default=",".join(STAGES),
-        help=f"comma-separated subset of {','.join(STAGES)} (default: all)",
+        default=",".join(d.stages),
+        help=f"comma-separated subset of {','.join(d.stages)} (default: all)",
     )
     p.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. demo.episodes=20"
+        "overrides", nargs="*", metavar="key=value", help=f"config overrides, e.g. {d.example_override}"
     )
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_driver(driver: type[Demo], parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    args = parser.parse_args(argv)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = [s for s in stages if s not in STAGES]
+    unknown = [s for s in stages if s not in driver.stages]
     if unknown:
-        raise SystemExit(f"class-demo: unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
+        raise SystemExit(f"{driver.prog}: unknown stage(s) {unknown}; stages: {', '.join(driver.stages)}")
     cfg = load_config(args.config, args.overrides)
-    if "demo" not in cfg:
-        raise SystemExit(f"class-demo: {args.config} has no 'demo:' section")
+    if driver.section not in cfg:
+        raise SystemExit(f"{driver.prog}: {args.config} has no '{driver.section}:' section")
     if args.fresh and args.out.exists():
         shutil.rmtree(args.out)
-    return Demo(cfg, args.out, args.config)(stages)
+    return driver(cfg, args.out, args.config)(stages)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_driver(Demo, build_parser(), argv)
 
 
 if __name__ == "__main__":

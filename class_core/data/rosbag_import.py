@@ -57,7 +57,9 @@ class RosbagImportConfig:
 
     control_hz: float = 10.0
     image_size: int = 256  # short side resized + centre crop; 0 keeps the recorded size
-    typestore: str = "auto"  # auto (the bag's ros_distro, else jazzy) | humble | jazzy
+    # message types of bags without their own definitions (Humble's sqlite3 bags): auto (the bag's
+    # ros_distro; metadata older than Iron's, which names none: humble; else jazzy) | humble | jazzy
+    typestore: str = "auto"
     time_source: str = "header"  # header stamps (log time for messages without one) | log
     split: str = "auto"  # events | bag (one episode per bag) | auto (events when the bag has any)
     max_gap: float = 0.5  # s; longest a key may go without a message inside an episode
@@ -146,6 +148,8 @@ def _raw_header_stamp(raw: bytes | memoryview) -> int:
 
 
 def _open_reader(path: Path, distro: str) -> Any:
+    """A rosbags AnyReader. A bag that holds its message definitions (every bag rosbags or Iron and
+    later write, Humble's mcap bags) is read with those; ``distro``'s type store serves the others."""
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
@@ -155,17 +159,28 @@ def _open_reader(path: Path, distro: str) -> Any:
     return reader
 
 
+# rosbag2 metadata names the distro from version 8 (Iron) on; older versions are Humble's (5) and
+# its predecessors', whose message types the Humble store holds
+_FIRST_VERSION_WITH_DISTRO = 8
+_HUMBLE_LIKE = ("foxy", "galactic", "humble")
+
+
 def _bag_distro(path: Path, cfg: RosbagImportConfig) -> str:
+    """The type store for ``path``: the configured one, or (auto) the one of the distro that
+    recorded it."""
     if cfg.typestore != "auto":
         return cfg.typestore
     import yaml
 
     try:
-        meta = yaml.safe_load((path / "metadata.yaml").read_text())
-        distro = str(meta["rosbag2_bagfile_information"].get("ros_distro", ""))
+        info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        distro = str(info.get("ros_distro") or "")
+        version = int(info.get("version", _FIRST_VERSION_WITH_DISTRO))
     except Exception:  # the reader reports unreadable metadata with a better message
-        distro = ""
-    return distro if distro in ("humble", "jazzy") else "jazzy"
+        return "jazzy"
+    if not distro:
+        return "humble" if version < _FIRST_VERSION_WITH_DISTRO else "jazzy"
+    return "humble" if distro in _HUMBLE_LIKE else "jazzy"
 
 
 def scan_bag(path: str | Path, cfg: RosbagImportConfig) -> BagScan:
@@ -613,5 +628,18 @@ def write_bag(
             p.rename(tmp / (path.name + p.name[len(tmp.name) :]))
     meta = tmp / "metadata.yaml"
     meta.write_text(meta.read_text().replace(tmp.name, path.name))
+    set_ros_distro(tmp, distro)
     tmp.rename(path)
     return path
+
+
+def set_ros_distro(bag: Path, distro: str) -> None:
+    """metadata.yaml of a bag that ``rosbags`` wrote names ``distro`` (rosbags writes its own name
+    there), so that ``typestore: auto`` picks the store the messages were made with."""
+    meta = bag / "metadata.yaml"
+    text = meta.read_text()
+    new = text.replace("ros_distro: rosbags", f"ros_distro: {distro}")
+    if new != text:
+        tmp = meta.with_suffix(".yaml.tmp")
+        tmp.write_text(new)
+        tmp.replace(meta)

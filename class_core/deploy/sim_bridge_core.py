@@ -17,6 +17,13 @@ Two clocks:
 - ``realtime``: stamps are the wall clock; each tick executes the latest point due (holding the
   last target when the chunk runs out), as a robot would. Before the first chunk, each tick
   publishes the unchanged observation with a fresh stamp, as a robot's sensors stream.
+  Missed deadlines (real time only; counters on /diagnostics): a tick of a running episode is
+  *late* when it comes more than 1.5 periods after the previous tick (the control loop lost a
+  period), *starved* when no received point is due within 1.5 periods of it (the chunk that
+  should cover it has not arrived: the policy answered later than one period after the
+  observation). ``missed_deadlines`` counts the ticks that were either. By the planning rule the
+  tick whose observation the next chunk is planned from holds the previous chunk's last point,
+  one period old; that is not counted.
 
 This module knows nothing of CLASS policies; it takes any ``sim_bridge`` task.
 """
@@ -104,10 +111,19 @@ class SimBridgeCore:
         self.rejected_chunks = 0
         self.stale_chunks = 0  # repeats of chunks already superseded (answers to a re-publication)
         self.resends = 0
+        self.missed_deadlines = 0  # real time: late or starved ticks (module docstring)
+        self.late_ticks = 0
+        self.starved_ticks = 0
+        self._last_tick: int | None = None
         self.last_error = ""
         self.waiting = WAITING_FOR_POLICY
         self._pending: list[tuple[str, Any]] = []  # what the policy must answer, to publish again
         self._pending_since = 0  # caller's clock when it was last published
+        self._pending_first = 0  # caller's clock when it was first published
+        # observation -> its chunk through the middleware, ms of the caller's clock: in lock-step
+        # from the first publication of an observation that waits for an answer to that answer's
+        # arrival; in real time from the observation's stamp to the chunk's arrival
+        self.latencies_ms: list[float] = []
         self._last_chunk_stamp = -(1 << 62)
         self._last_obs: dict[str, np.ndarray] = {}
 
@@ -156,7 +172,7 @@ class SimBridgeCore:
 
     def _wait_for_answer(self, out: list[tuple[str, Any]], now: int) -> list[tuple[str, Any]]:
         if self.cfg.clock == "lockstep":
-            self._pending, self._pending_since = out, now
+            self._pending, self._pending_since, self._pending_first = out, now, now
         return out
 
     def on_message(self, topic: str, msg: Any, now: int = 0) -> list[tuple[str, Any]]:
@@ -168,6 +184,15 @@ class SimBridgeCore:
             self.rejected_chunks += 1
             self.last_error = f"{ACTION_CHUNK_TOPIC}: {e}"
             return []
+        spacing = np.diff(chunk.offsets)
+        if len(spacing) and np.any(np.abs(spacing - self.dt) > self.dt // 10):
+            # points meant for other times than the task's steps: lock-step would wait forever
+            self.rejected_chunks += 1
+            self.last_error = (
+                f"{ACTION_CHUNK_TOPIC}: chunk points {int(spacing[0]) / 1e6:g} ms apart, but the task "
+                f"steps every {self.dt / 1e6:g} ms: set the policy's control_hz to {NS / self.dt:g}"
+            )
+            return []
         if chunk.stamp < self.episode_start or not self.running:
             self.rejected_chunks += 1  # planned from the previous episode
             return []
@@ -177,6 +202,11 @@ class SimBridgeCore:
             self.stale_chunks += 1
             return []
         self._last_chunk_stamp = chunk.stamp
+        if self.cfg.clock == "lockstep":
+            if self._pending and chunk.stamp == self.stamp:
+                self.latencies_ms.append((now - self._pending_first) / 1e6)
+        else:
+            self.latencies_ms.append((now - chunk.stamp) / 1e6)
         self.queue.push(chunk)
         return self.tick(now) if self.cfg.clock == "lockstep" else []
 
@@ -186,6 +216,7 @@ class SimBridgeCore:
         ``peers_ready``: whether a policy publishes on the chunk topic (the node asks DDS); an
         episode starts only then, so that its first observation is not published to no one.
         ``now`` is the caller's clock; in lock-step it only times re-publications."""
+        prev_tick, self._last_tick = self._last_tick, now
         if not self.running:
             if self.done:
                 return []
@@ -198,6 +229,7 @@ class SimBridgeCore:
             action = self.queue.action_at(self.stamp, self.dt // 2)
             stamp = self.stamp + self.dt
         else:
+            self._count_deadline(now, prev_tick)
             action = self.queue.latest_before(now + self.dt // 2)
             self.queue.drop_before(now)
             stamp = now
@@ -239,8 +271,39 @@ class SimBridgeCore:
             return out
         return self._wait_for_answer(out, now)
 
+    def _count_deadline(self, now: int, prev_tick: int | None) -> None:
+        """Real time, a tick of a running episode: late, starved, missed (module docstring)."""
+        limit = self.dt * 3 // 2
+        late = prev_tick is not None and now - prev_tick > limit
+        i = int(np.searchsorted(self.queue.times, now + self.dt // 2, side="right")) - 1
+        starved = i < 0 or now - int(self.queue.times[i]) > limit
+        self.late_ticks += late
+        self.starved_ticks += starved
+        self.missed_deadlines += late or starved
+
     def success_rate(self) -> float:
         return float(np.mean([r.success for r in self.results])) if self.results else float("nan")
+
+    def summary(self) -> dict[str, Any]:
+        """The run so far as JSON-ready data: every finished episode and the latency through the
+        middleware (``latencies_ms``), what the node writes to its ``results`` file."""
+        lat = np.asarray(self.latencies_ms, dtype=np.float64)
+        pct = {f"p{q}": float(np.percentile(lat, q)) for q in (50, 95, 99)} if lat.size else {}
+        return {
+            "task": self.task.name,
+            "variant": getattr(self.task, "variant", ""),
+            "clock": self.cfg.clock,
+            "first_seed": self.cfg.seed,
+            "episodes": len(self.results),
+            "successes": sum(r.success for r in self.results),
+            "episodes_detail": [
+                {"seed": r.seed, "success": r.success, "steps": r.steps} for r in self.results
+            ],
+            "latency_ms": {"n": int(lat.size), "mean": float(lat.mean()) if lat.size else None, **pct},
+            "rejected_chunks": self.rejected_chunks,
+            "stale_chunks": self.stale_chunks,
+            "resends": self.resends,
+        }
 
     def diagnostics(self, now: int) -> Any:
         n = len(self.results)
@@ -256,6 +319,9 @@ class SimBridgeCore:
             "stale_chunks": self.stale_chunks,
             "resends": self.resends,
             "queued_points": len(self.queue),
+            "missed_deadlines": self.missed_deadlines,
+            "late_ticks": self.late_ticks,
+            "starved_ticks": self.starved_ticks,
         }
         level = "error" if self.last_error else "warn" if self.waiting else "ok"
         message = self.last_error or self.waiting or ("done" if self.done else "running")

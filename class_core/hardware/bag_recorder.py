@@ -410,14 +410,9 @@ class BagWriter:
                 self.log("warn", f"periodic commit of {self.path} failed: {e}")
 
     def _set_distro(self) -> None:
-        """metadata.yaml names the recording's distro (rosbags writes its own name there)."""
-        meta = self.path / "metadata.yaml"
-        text = meta.read_text()
-        new = text.replace("ros_distro: rosbags", f"ros_distro: {self.distro}")
-        if new != text:
-            tmp = meta.with_suffix(".yaml.tmp")
-            tmp.write_text(new)
-            tmp.replace(meta)
+        from class_core.data.rosbag_import import set_ros_distro
+
+        set_ros_distro(self.path, self.distro)
 
 
 def _rosbags_qos(offered: Iterable[QosSpec]) -> list[Any]:

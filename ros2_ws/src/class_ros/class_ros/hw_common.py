@@ -54,7 +54,8 @@ def exit_logger(node: Node) -> Any:
 def camera_info_msg(f: Any, intrinsics: Any, stamp_ns: int, frame_id: str) -> Any:
     """sensor_msgs/CameraInfo from pyrealsense2 intrinsics, as realsense-ros fills it: K from
     fx, fy, ppx, ppy; D = the device's coefficients ("plumb_bob", or "equidistant" with 4 for
-    Kannala-Brandt); R = identity; P = [K | 0] (a colour stream is its own rectified frame)."""
+    Kannala-Brandt); R = identity; P = [K | 0] (a colour stream is its own rectified frame); no
+    binning, an empty ROI (every field set: the ``rosbags`` classes have no defaults)."""
     fx, fy, cx, cy = (
         float(intrinsics.fx),
         float(intrinsics.fy),
@@ -73,6 +74,11 @@ def camera_info_msg(f: Any, intrinsics: Any, stamp_ns: int, frame_id: str) -> An
         k=np.array([fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]),
         r=np.eye(3).reshape(9),
         p=np.array([fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]),
+        binning_x=0,
+        binning_y=0,
+        roi=f.new(
+            "sensor_msgs/msg/RegionOfInterest", x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+        ),
     )
 
 
