@@ -91,6 +91,26 @@ def network_refusal() -> str | None:
     return None
 
 
+def prepare_ros_env(prog: str, allow_network: bool, domain_id: int) -> bool:
+    """Refuse (False, the reason printed) outside a loopback-only namespace unless allowed, or
+    without ROS 2; otherwise keep DDS discovery on this machine, in ``domain_id``."""
+    why = network_refusal()
+    if why and not allow_network:
+        print(f"{prog}: refused: {why.replace('ros_latency.py', prog + '.py')}", file=sys.stderr)
+        return False
+    if why:
+        print(f"# --allow-network: {why.split(';')[0]}; discovery limited to localhost", file=sys.stderr)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.pop("ROS_LOCALHOST_ONLY", None)
+    os.environ.pop("ROS_STATIC_PEERS", None)
+    os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+    why = ros_refusal()
+    if why:
+        print(f"{prog}: ROS 2 is not set up: {why}", file=sys.stderr)
+        return False
+    return True
+
+
 def ros_refusal() -> str | None:
     build = ". scripts/ros_env.sh && (cd ros2_ws && colcon build --symlink-install) && . scripts/ros_env.sh"
     try:
@@ -433,22 +453,10 @@ def main() -> int:
     if not 0 <= args.domain_id <= 232:
         p.error(f"--domain-id {args.domain_id}: out of range 0..232")
 
-    why = network_refusal()
-    if why and not args.allow_network:
-        print(f"ros_latency: refused: {why}", file=sys.stderr)
+    if not prepare_ros_env("ros_latency", args.allow_network, args.domain_id):
         return 2
-    if why:
-        print(f"# --allow-network: {why.split(';')[0]}; discovery limited to localhost", file=sys.stderr)
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.pop("ROS_LOCALHOST_ONLY", None)
-    os.environ.pop("ROS_STATIC_PEERS", None)
-    os.environ["ROS_DOMAIN_ID"] = str(args.domain_id)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # read by torch at import, here and in the node
         os.environ[var] = str(args.torch_threads)
-    why = ros_refusal()
-    if why:
-        print(f"ros_latency: ROS 2 is not set up: {why}", file=sys.stderr)
-        return 2
 
     import torch
 

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # when imported, not run as a script
-from ros_latency import artifact_for, machine_info, network_refusal, pct, ros_refusal  # noqa: E402
+from ros_latency import artifact_for, machine_info, pct, prepare_ros_env  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("nonparametric", "mlp", "diffusion")
@@ -454,19 +454,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    why = network_refusal()
-    if why and not args.allow_network:
-        print(f"ros_soak: refused: {why.replace('ros_latency.py', 'ros_soak.py')}", file=sys.stderr)
-        return 2
-    if why:
-        print(f"# --allow-network: {why.split(';')[0]}; discovery limited to localhost", file=sys.stderr)
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.pop("ROS_LOCALHOST_ONLY", None)
-    os.environ.pop("ROS_STATIC_PEERS", None)
-    os.environ["ROS_DOMAIN_ID"] = str(args.domain_id)
-    why = ros_refusal()
-    if why:
-        print(f"ros_soak: ROS 2 is not set up: {why}", file=sys.stderr)
+    if not prepare_ros_env("ros_soak", args.allow_network, args.domain_id):
         return 2
     sys.path.insert(0, str(REPO / "tests" / "ros"))
 
