@@ -59,7 +59,10 @@ in_netns() {
 
 # launch_testing's pytest plugins import every test module at collection: off for this run
 # (launch_pytest's own plugin stays on).
-in_netns .venv/bin/python -m pytest -p no:launch_testing -p no:launch_ros "$@"
+# the whole suite lists its slowest tests (CI must stay well under 20 minutes)
+slowest=()
+[ $# -eq 0 ] && slowest=(--durations=25)
+in_netns .venv/bin/python -m pytest -p no:launch_testing -p no:launch_ros "${slowest[@]}" "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   # pytest's "no tests collected": the suite or the selection is empty, which is never a pass here.

@@ -12,7 +12,8 @@ def test_help_names_every_stage(capsys):
         robot_demo.main(["--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
-    assert "class-robot-demo" in text and ",".join(robot_demo.STAGES) in text.replace("\n", "").replace(" ", "")
+    flat = text.replace("\n", "").replace(" ", "")
+    assert "class-robot-demo" in text and ",".join(robot_demo.STAGES) in flat
 
 
 def test_bad_stage_and_config_are_named(tmp_path):
