@@ -55,6 +55,8 @@ def _show(cmd: Sequence[str]) -> str:
         "class_core.cli.pretrain": "class-pretrain",
         "class_core.cli.export": "class-export",
         "class_core.cli.eval": "class-eval",
+        "class_core.cli.import_bags": "class-import-bags",
+        "class_core.cli.finetune": "class-finetune",
     }
     args = list(cmd)
     if len(args) > 2 and args[1] == "-m":
