@@ -48,6 +48,11 @@ def _cmd(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
+def as_flags(values: dict[str, Any], flag: str) -> list[str]:
+    """``{k: v}`` -> ``[flag, "k=<v as JSON>", ...]`` (class-collect / class-eval options)."""
+    return [a for k, v in values.items() for a in (flag, f"{k}={json.dumps(v)}")]
+
+
 def _show(cmd: Sequence[str]) -> str:
     names = {
         "sim_bridge.cli_collect": "class-collect",
@@ -112,10 +117,7 @@ class Demo:
     def task_args(self, section: str = "kwargs", flag: str = "--task-arg") -> list[str]:
         """``task.kwargs`` of the config (e.g. the paper's success threshold) as ``--task-arg``s;
         ``task_args("expert_kwargs", "--expert-arg")``: the demonstrator's options."""
-        out: list[str] = []
-        for key, value in (self.task.get(section) or {}).items():
-            out += [flag, f"{key}={json.dumps(value)}"]
-        return out
+        return as_flags(self.task.get(section) or {}, flag)
 
     # --- stages ------------------------------------------------------------------------------
     def collect(self) -> None:
@@ -174,6 +176,14 @@ class Demo:
                 ),  # fmt: skip
             )
 
+    def eval_args(self) -> list[str]:
+        """class-eval's arguments beyond the policy, task, seeds and output."""
+        return [
+            "--workers", str(self.d["workers"]),
+            "--batch", str(self.d.get("eval_batch", 1)),
+            *self.task_args(),
+        ]  # fmt: skip
+
     def evaluate(self) -> None:
         for name, model in self.models.items():
             out = self.eval_dirs[name]
@@ -189,12 +199,10 @@ class Demo:
                     "--variant", str(self.task["variant"]),
                     "--episodes", str(self.d["eval_episodes"]),
                     "--seed", str(self.d["eval_seed"]),
-                    "--workers", str(self.d["workers"]),
-                    "--batch", str(self.d.get("eval_batch", 1)),
                     "--video-episodes", "0",
                     "--out", str(out),
                     "--no-progress",
-                    *self.task_args(),
+                    *self.eval_args(),
                 ),
             )  # fmt: skip
 

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from class_core.cli.demo import Demo, _cmd, run_driver
+from class_core.cli.demo import Demo, _cmd, as_flags, run_driver
 from class_core.cli.demo import build_parser as demo_parser
 from class_core.io import atomic_write_text
 
@@ -237,25 +237,12 @@ class RobotDay(Demo):
                     f"class-robot-demo: the sim bridge wrote no {results}; see {out / 'launch.log'}"
                 )
 
+    def eval_args(self) -> list[str]:
+        return as_flags(self.eval_task_kwargs(), "--task-arg")
+
     def evaluate(self) -> None:
-        if not self.d.get("check_eval", True):
-            return
-        task_args = [
-            a for k, v in self.eval_task_kwargs().items() for a in ("--task-arg", f"{k}={json.dumps(v)}")
-        ]
-        for name in self.policies:
-            out = self.eval_dirs[name]
-            if (out / "results.json").exists():
-                print(f"\n[eval] {out / 'results.json'} exists, skipped")
-                continue
-            self.run(
-                "eval",
-                _cmd("class_core.cli.eval", "--policy", str(self.models[name]),
-                     "--task", str(self.task["name"]), "--variant", str(self.task["variant"]),
-                     "--episodes", str(self.d["eval_episodes"]),
-                     "--seed", str(self.d["eval_seed"]), "--video-episodes", "0", "--out", str(out),
-                     "--no-progress", *task_args),
-            )  # fmt: skip
+        if self.d.get("check_eval", True):
+            super().evaluate()
 
     def report(self) -> dict[str, Any]:
         from class_core.data.store import EpisodeStore
